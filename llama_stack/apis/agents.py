@@ -1,0 +1,269 @@
+"""Agents API: agents, sessions, turns and steps, streamed as turn and step events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Literal, Protocol
+
+from pydantic import Field
+
+from llama_stack.apis.common import (
+    URL,
+    CompletionMessage,
+    InterleavedContent,
+    SafetyViolation,
+    SamplingParams,
+    ToolCall,
+    ToolChoice,
+    ToolParamDefinition,
+    ToolPromptFormat,
+    ToolResponse,
+    ToolResponseMessage,
+    UserMessage,
+    WireModel,
+)
+from llama_stack.apis.inference import ToolCallDelta
+from llama_stack.apis.memory_banks import MemoryBank
+
+
+class _ToolBase(WireModel):
+    input_shields: list[str] = Field(default_factory=list)
+    output_shields: list[str] = Field(default_factory=list)
+
+
+class SearchToolDefinition(_ToolBase):
+    type: Literal["brave_search"] = "brave_search"
+    api_key: str = ""
+    engine: Literal["bing", "brave", "tavily"] = "brave"
+
+
+class WolframAlphaToolDefinition(_ToolBase):
+    type: Literal["wolfram_alpha"] = "wolfram_alpha"
+    api_key: str = ""
+
+
+class PhotogenToolDefinition(_ToolBase):
+    type: Literal["photogen"] = "photogen"
+
+
+class CodeInterpreterToolDefinition(_ToolBase):
+    type: Literal["code_interpreter"] = "code_interpreter"
+    enable_inline_code_execution: bool = True
+
+
+class FunctionCallToolDefinition(_ToolBase):
+    type: Literal["function_call"] = "function_call"
+    function_name: str
+    description: str
+    parameters: dict[str, ToolParamDefinition] = Field(default_factory=dict)
+
+
+class MemoryBankConfig(WireModel):
+    bank_id: str
+    type: Literal["vector", "keyvalue", "keyword", "graph"] = "vector"
+    keys: list[str] | None = None
+    entities: list[str] | None = None
+
+
+class MemoryToolDefinition(_ToolBase):
+    type: Literal["memory"] = "memory"
+    memory_bank_configs: list[MemoryBankConfig] = Field(default_factory=list)
+    max_tokens_in_context: int = 4096
+    max_chunks: int = 10
+
+
+AgentTool = Annotated[
+    SearchToolDefinition
+    | WolframAlphaToolDefinition
+    | PhotogenToolDefinition
+    | CodeInterpreterToolDefinition
+    | FunctionCallToolDefinition
+    | MemoryToolDefinition,
+    Field(discriminator="type"),
+]
+
+
+class AgentConfig(WireModel):
+    model: str = Field(min_length=1)
+    instructions: str
+    enable_session_persistence: bool = False
+    max_infer_iters: int = Field(default=10, ge=1)
+    sampling_params: SamplingParams = Field(default_factory=SamplingParams)
+    input_shields: list[str] = Field(default_factory=list)
+    output_shields: list[str] = Field(default_factory=list)
+    tools: list[AgentTool] = Field(default_factory=list)
+    tool_choice: ToolChoice = ToolChoice.auto
+    tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+
+
+class Attachment(WireModel):
+    content: InterleavedContent | URL
+    mime_type: str
+
+
+class StepType(str, Enum):
+    inference = "inference"
+    tool_execution = "tool_execution"
+    shield_call = "shield_call"
+    memory_retrieval = "memory_retrieval"
+
+
+class _StepBase(WireModel):
+    turn_id: str
+    step_id: str
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class InferenceStep(_StepBase):
+    step_type: Literal["inference"] = "inference"
+    model_response: CompletionMessage
+
+
+class ToolExecutionStep(_StepBase):
+    step_type: Literal["tool_execution"] = "tool_execution"
+    tool_calls: list[ToolCall]
+    tool_responses: list[ToolResponse]
+
+
+class ShieldCallStep(_StepBase):
+    step_type: Literal["shield_call"] = "shield_call"
+    violation: SafetyViolation | None = None
+
+
+class MemoryRetrievalStep(_StepBase):
+    step_type: Literal["memory_retrieval"] = "memory_retrieval"
+    memory_bank_ids: list[str]
+    inserted_context: InterleavedContent
+
+
+Step = Annotated[
+    InferenceStep | ToolExecutionStep | ShieldCallStep | MemoryRetrievalStep, Field(discriminator="step_type")
+]
+
+TurnInputMessage = Annotated[UserMessage | ToolResponseMessage, Field(discriminator="role")]
+
+
+class Turn(WireModel):
+    turn_id: str
+    session_id: str
+    input_messages: list[TurnInputMessage]
+    steps: list[Step]
+    output_message: CompletionMessage
+    output_attachments: list[Attachment] = Field(default_factory=list)
+    started_at: datetime
+    completed_at: datetime | None = None
+
+
+class Session(WireModel):
+    session_id: str
+    session_name: str
+    turns: list[Turn]
+    started_at: datetime
+    memory_bank: MemoryBank | None = None
+
+
+class StepStartPayload(WireModel):
+    event_type: Literal["step_start"] = "step_start"
+    step_type: StepType
+    step_id: str
+    metadata: dict[str, object] | None = None
+
+
+class StepProgressPayload(WireModel):
+    event_type: Literal["step_progress"] = "step_progress"
+    step_type: StepType
+    step_id: str
+    text_delta: str | None = None
+    tool_call_delta: ToolCallDelta | None = None
+
+
+class StepCompletePayload(WireModel):
+    event_type: Literal["step_complete"] = "step_complete"
+    step_type: StepType
+    step_details: Step
+
+
+class TurnStartPayload(WireModel):
+    event_type: Literal["turn_start"] = "turn_start"
+    turn_id: str
+
+
+class TurnCompletePayload(WireModel):
+    event_type: Literal["turn_complete"] = "turn_complete"
+    turn: Turn
+
+
+TurnEventPayload = Annotated[
+    StepStartPayload | StepProgressPayload | StepCompletePayload | TurnStartPayload | TurnCompletePayload,
+    Field(discriminator="event_type"),
+]
+
+
+class TurnEvent(WireModel):
+    payload: TurnEventPayload
+
+
+class TurnStreamChunk(WireModel):
+    event: TurnEvent
+
+
+class CreateAgentRequest(WireModel):
+    agent_config: AgentConfig
+
+
+class CreateAgentResponse(WireModel):
+    agent_id: str
+
+
+class DeleteAgentRequest(WireModel):
+    agent_id: str
+
+
+class CreateSessionRequest(WireModel):
+    agent_id: str
+    session_name: str
+
+
+class CreateSessionResponse(WireModel):
+    session_id: str
+
+
+class SessionRef(WireModel):
+    agent_id: str
+    session_id: str
+
+
+class GetSessionRequest(SessionRef):
+    turn_ids: list[str] | None = None
+
+
+class CreateTurnRequest(SessionRef):
+    messages: list[TurnInputMessage] = Field(min_length=1)
+    attachments: list[Attachment] = Field(default_factory=list)
+    stream: bool = False
+
+
+class TurnRef(SessionRef):
+    turn_id: str
+
+
+class StepRef(TurnRef):
+    step_id: str
+
+
+class GetStepResponse(WireModel):
+    step: Step
+
+
+class Agents(Protocol):
+    async def create_agent(self, request: CreateAgentRequest) -> CreateAgentResponse: ...
+    async def delete_agent(self, agent_id: str) -> None: ...
+    async def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse: ...
+    async def get_session(self, request: GetSessionRequest) -> Session: ...
+    async def delete_session(self, request: SessionRef) -> None: ...
+    def create_turn(self, request: CreateTurnRequest) -> AsyncIterator[TurnStreamChunk]: ...
+    async def get_turn(self, request: TurnRef) -> Turn: ...
+    async def get_step(self, request: StepRef) -> GetStepResponse: ...

@@ -1,0 +1,154 @@
+"""Types shared by every API: content, messages, tool calls and sampling (the v0.0.63 wire format)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JsonValue = Any
+
+
+class WireModel(BaseModel):
+    """Base of every wire type: unknown fields are ignored, as the official client sends extras."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, protected_namespaces=())
+
+
+class URL(WireModel):
+    uri: str
+
+
+class TextContentItem(WireModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageContentItem(WireModel):
+    """An image given inline (base64 `data`) or by `url` (http(s) or a data: URL)."""
+
+    type: Literal["image"] = "image"
+    data: str | None = None
+    url: URL | None = None
+
+
+InterleavedContentItem = Annotated[TextContentItem | ImageContentItem, Field(discriminator="type")]
+InterleavedContent = str | InterleavedContentItem | list[InterleavedContentItem]
+
+
+def content_text(content: InterleavedContent) -> str:
+    """The text of a content value, images left out."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(content_text(item) for item in content)
+    return content.text if isinstance(content, TextContentItem) else ""
+
+
+def content_has_image(content: InterleavedContent) -> bool:
+    if isinstance(content, list):
+        return any(isinstance(item, ImageContentItem) for item in content)
+    return isinstance(content, ImageContentItem)
+
+
+class BuiltinTool(str, Enum):
+    brave_search = "brave_search"
+    wolfram_alpha = "wolfram_alpha"
+    photogen = "photogen"
+    code_interpreter = "code_interpreter"
+
+
+class StopReason(str, Enum):
+    end_of_turn = "end_of_turn"
+    end_of_message = "end_of_message"
+    out_of_tokens = "out_of_tokens"
+
+
+class ToolCall(WireModel):
+    call_id: str
+    tool_name: str
+    arguments: dict[str, JsonValue]
+
+
+class ToolResponse(WireModel):
+    call_id: str
+    tool_name: str
+    content: InterleavedContent
+
+
+class UserMessage(WireModel):
+    role: Literal["user"] = "user"
+    content: InterleavedContent
+    context: InterleavedContent | None = None
+
+
+class SystemMessage(WireModel):
+    role: Literal["system"] = "system"
+    content: InterleavedContent
+
+
+class ToolResponseMessage(WireModel):
+    role: Literal["ipython"] = "ipython"
+    call_id: str
+    tool_name: str
+    content: InterleavedContent
+
+
+class CompletionMessage(WireModel):
+    role: Literal["assistant"] = "assistant"
+    content: InterleavedContent
+    stop_reason: StopReason = StopReason.end_of_turn
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+
+Message = Annotated[
+    UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage, Field(discriminator="role")
+]
+
+
+class SamplingStrategy(str, Enum):
+    greedy = "greedy"
+    top_p = "top_p"
+    top_k = "top_k"
+
+
+class SamplingParams(WireModel):
+    strategy: SamplingStrategy = SamplingStrategy.greedy
+    temperature: float | None = Field(default=0.0, ge=0.0, le=10.0)
+    top_p: float | None = Field(default=0.95, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=0, ge=0)
+    max_tokens: int | None = Field(default=0, ge=0)
+    repetition_penalty: float | None = Field(default=1.0, gt=0.0)
+
+
+class ToolParamDefinition(WireModel):
+    param_type: str
+    description: str | None = None
+    required: bool | None = True
+    default: JsonValue = None
+
+
+class ToolDefinition(WireModel):
+    """A tool offered to the model: a builtin tool name or a custom function."""
+
+    tool_name: str
+    description: str | None = None
+    parameters: dict[str, ToolParamDefinition] | None = None
+
+
+class ToolChoice(str, Enum):
+    auto = "auto"
+    required = "required"
+
+
+class ToolPromptFormat(str, Enum):
+    json = "json"
+    function_tag = "function_tag"
+    python_list = "python_list"
+
+
+class SafetyViolation(WireModel):
+    violation_level: Literal["info", "warn", "error"]
+    user_message: str | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)

@@ -1,0 +1,67 @@
+"""The one error vocabulary of the stack. Providers and routers raise these; the server alone maps
+them to status codes and to each face's error envelope (llama_stack/server/errors.py)."""
+
+from __future__ import annotations
+
+
+class StackError(Exception):
+    """Base of every error a client may see. `message` is safe to show: no secrets, no traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(StackError):
+    """The request is well-formed JSON but asks for something that cannot be done as asked."""
+
+
+class NotFound(StackError):
+    """A named resource does not exist."""
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, model_id: str, available: list[str] | None = None) -> None:
+        hint = f" Available models: {', '.join(sorted(available))}." if available else ""
+        super().__init__(f"Model '{model_id}' is not registered.{hint}")
+        self.model_id = model_id
+
+
+class ShieldNotFound(NotFound):
+    def __init__(self, shield_id: str) -> None:
+        super().__init__(f"Shield '{shield_id}' is not registered.")
+
+
+class MemoryBankNotFound(NotFound):
+    def __init__(self, bank_id: str) -> None:
+        super().__init__(f"Memory bank '{bank_id}' is not registered.")
+
+
+class Conflict(StackError):
+    """The request clashes with what exists (e.g. an id already taken by another provider)."""
+
+
+class PayloadTooLarge(StackError):
+    pass
+
+
+class NotImplementedYet(StackError):
+    """A route or feature this distribution does not provide; the message names what is missing."""
+
+
+class UpstreamError(StackError):
+    """A backend the provider calls failed or answered garbage."""
+
+
+class UpstreamTimeout(StackError):
+    pass
+
+
+class RateLimited(StackError):
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderError(StackError):
+    """A provider failed in a way that is the server's fault (a bug or a broken local resource)."""
