@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal, Protocol
 
 from pydantic import Field
@@ -103,7 +103,7 @@ class Attachment(WireModel):
     mime_type: str
 
 
-class StepType(str, Enum):
+class StepType(StrEnum):
     inference = "inference"
     tool_execution = "tool_execution"
     shield_call = "shield_call"

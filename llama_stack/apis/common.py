@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,14 +52,14 @@ def content_has_image(content: InterleavedContent) -> bool:
     return isinstance(content, ImageContentItem)
 
 
-class BuiltinTool(str, Enum):
+class BuiltinTool(StrEnum):
     brave_search = "brave_search"
     wolfram_alpha = "wolfram_alpha"
     photogen = "photogen"
     code_interpreter = "code_interpreter"
 
 
-class StopReason(str, Enum):
+class StopReason(StrEnum):
     end_of_turn = "end_of_turn"
     end_of_message = "end_of_message"
     out_of_tokens = "out_of_tokens"
@@ -102,12 +102,10 @@ class CompletionMessage(WireModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
 
 
-Message = Annotated[
-    UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage, Field(discriminator="role")
-]
+Message = Annotated[UserMessage | SystemMessage | ToolResponseMessage | CompletionMessage, Field(discriminator="role")]
 
 
-class SamplingStrategy(str, Enum):
+class SamplingStrategy(StrEnum):
     greedy = "greedy"
     top_p = "top_p"
     top_k = "top_k"
@@ -137,12 +135,12 @@ class ToolDefinition(WireModel):
     parameters: dict[str, ToolParamDefinition] | None = None
 
 
-class ToolChoice(str, Enum):
+class ToolChoice(StrEnum):
     auto = "auto"
     required = "required"
 
 
-class ToolPromptFormat(str, Enum):
+class ToolPromptFormat(StrEnum):
     json = "json"
     function_tag = "function_tag"
     python_list = "python_list"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal, Protocol
 
 from pydantic import Field
@@ -75,13 +75,13 @@ class ChatCompletionResponse(WireModel):
     logprobs: list[TokenLogProbs] | None = None
 
 
-class ChatCompletionEventType(str, Enum):
+class ChatCompletionEventType(StrEnum):
     start = "start"
     progress = "progress"
     complete = "complete"
 
 
-class ToolCallParseStatus(str, Enum):
+class ToolCallParseStatus(StrEnum):
     started = "started"
     in_progress = "in_progress"
     failure = "failure"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, Protocol
 
 from pydantic import Field
@@ -11,7 +11,7 @@ from llama_stack.apis.common import JsonValue, WireModel
 from llama_stack.apis.resource import Resource
 
 
-class ModelType(str, Enum):
+class ModelType(StrEnum):
     llm = "llm"
     embedding = "embedding"
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
 
-class Api(str, Enum):
+class Api(StrEnum):
     inference = "inference"
     safety = "safety"
     memory = "memory"

@@ -1,0 +1,57 @@
+"""Provider specs, discovered from the "llama_stack.providers" entry-point group.
+
+Loading an entry point imports only the provider package's __init__ and config (cheap); the
+heavy implementation is imported by the factory when a distribution actually uses it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.metadata import entry_points
+
+from llama_stack.distribution.provider import Api, ProviderSpec
+
+ENTRY_POINT_GROUP = "llama_stack.providers"
+
+
+class UnknownProvider(LookupError):
+    pass
+
+
+# Providers added in-process (an app embedding the stack, or a test's scripted provider).
+_installed: dict[tuple[Api, str], ProviderSpec] = {}
+
+
+def install_provider(spec: ProviderSpec) -> None:
+    """Make a provider available without packaging it as an entry point."""
+    _installed[(spec.api, spec.provider_type)] = spec
+
+
+def provider_registry() -> dict[tuple[Api, str], ProviderSpec]:
+    return {**_discovered(), **_installed}
+
+
+@cache
+def _discovered() -> dict[tuple[Api, str], ProviderSpec]:
+    registry: dict[tuple[Api, str], ProviderSpec] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        spec = entry.load()
+        if not isinstance(spec, ProviderSpec):
+            raise TypeError(f"entry point {entry.name} = {entry.value} is not a ProviderSpec")
+        registry[(spec.api, spec.provider_type)] = spec
+    return registry
+
+
+def providers_for(api: Api) -> list[ProviderSpec]:
+    return sorted(
+        (spec for (spec_api, _), spec in provider_registry().items() if spec_api == api),
+        key=lambda spec: spec.provider_type,
+    )
+
+
+def get_provider_spec(api: Api, provider_type: str) -> ProviderSpec:
+    spec = provider_registry().get((api, provider_type))
+    if spec is None:
+        known = ", ".join(s.provider_type for s in providers_for(api)) or "none installed"
+        raise UnknownProvider(f"unknown provider_type '{provider_type}' for the {api.value} API (known: {known})")
+    return spec

@@ -1,0 +1,181 @@
+"""RunConfig -> a running Stack: providers instantiated in dependency order, routing tables loaded,
+the run config's resources registered. Any failure stops startup with the YAML key path and why."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+from pydantic import BaseModel
+
+from llama_stack.apis.errors import StackError
+from llama_stack.apis.memory_banks import RegisterMemoryBankRequest
+from llama_stack.apis.models import RegisterModelRequest
+from llama_stack.apis.shields import RegisterShieldRequest
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.registry import UnknownProvider, get_provider_spec
+from llama_stack.distribution.routers import AgentsRouter, InferenceRouter, MemoryRouter, SafetyRouter
+from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
+from llama_stack.distribution.spec import ConfigError, RunConfig, validate_section
+from llama_stack.distribution.store import kvstore_from_config
+from llama_stack.distribution.store.api import KVStore, MissingDependency
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ResolvedProvider:
+    api: Api
+    provider_id: str
+    spec: ProviderSpec
+    impl: Any
+
+
+@dataclass
+class Stack:
+    config: RunConfig
+    store: KVStore
+    providers: list[ResolvedProvider]
+    models: ModelsTable
+    shields: ShieldsTable
+    memory_banks: MemoryBanksTable
+    routers: dict[Api, Any] = field(default_factory=dict)
+
+    async def shutdown(self) -> None:
+        for provider in reversed(self.providers):
+            shutdown = getattr(provider.impl, "shutdown", None)
+            if shutdown is None:
+                continue
+            try:
+                await shutdown()
+            except Exception:  # one provider failing to stop must not keep the others running
+                log.exception("provider %s failed to shut down", provider.provider_id)
+        await self.store.close()
+
+
+def _specs(config: RunConfig) -> dict[Api, list[tuple[int, ProviderSpec, BaseModel]]]:
+    """Look up and validate every provider entry before starting any of them."""
+    resolved: dict[Api, list[tuple[int, ProviderSpec, BaseModel]]] = {}
+    for api in config.served_apis():
+        entries = config.providers.get(api, [])
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            path: tuple[str | int, ...] = ("providers", api.value, index)
+            if entry.provider_id in seen:
+                raise ConfigError(f"providers.{api.value}[{index}].provider_id: '{entry.provider_id}' is used twice")
+            seen.add(entry.provider_id)
+            try:
+                spec = get_provider_spec(api, entry.provider_type)
+            except UnknownProvider as e:
+                raise ConfigError(f"providers.{api.value}[{index}].provider_type: {e}") from e
+            missing = spec.missing_modules()
+            if missing:
+                raise ConfigError(
+                    f"providers.{api.value}[{index}].provider_type: '{spec.provider_type}' needs "
+                    f"{', '.join(missing)}, which is not installed; run: {spec.pip_command}"
+                )
+            config_model = validate_section(spec.config_class, entry.config, (*path, "config"))
+            resolved.setdefault(api, []).append((index, spec, config_model))
+    return resolved
+
+
+def _api_order(specs: dict[Api, list[tuple[int, ProviderSpec, BaseModel]]]) -> list[Api]:
+    graph: dict[Api, set[Api]] = {api: set() for api in specs}
+    for api, entries in specs.items():
+        for _, spec, _ in entries:
+            for needed in spec.depends_on:
+                if needed not in specs:
+                    raise ConfigError(
+                        f"providers.{api.value}: '{spec.provider_type}' needs the {needed.value} API, "
+                        "which this run config does not serve"
+                    )
+                graph[api].add(needed)
+    try:
+        return list(TopologicalSorter(graph).static_order())
+    except CycleError as e:
+        raise ConfigError(f"providers: the APIs depend on each other in a cycle: {e.args[1]}") from e
+
+
+def _build_router(api: Api, stack: Stack, impls: dict[str, Any]) -> Any:
+    if api == Api.inference:
+        stack.models.providers = impls
+        return InferenceRouter(stack.models)
+    if api == Api.safety:
+        stack.shields.providers = impls
+        return SafetyRouter(stack.shields)
+    if api == Api.memory:
+        stack.memory_banks.providers = impls
+        return MemoryRouter(stack.memory_banks)
+    return AgentsRouter(next(iter(impls.values())))
+
+
+async def _register_configured(stack: Stack) -> None:
+    config = stack.config
+    sections: list[tuple[str, list[Any], Any]] = [
+        (
+            "models",
+            config.models,
+            lambda item: stack.models.register_model(RegisterModelRequest(**item.model_dump())),
+        ),
+        (
+            "shields",
+            config.shields,
+            lambda item: stack.shields.register_shield(RegisterShieldRequest(**item.model_dump())),
+        ),
+        (
+            "memory_banks",
+            config.memory_banks,
+            lambda item: stack.memory_banks.register_memory_bank(
+                RegisterMemoryBankRequest.model_validate(item.model_dump())
+            ),
+        ),
+    ]
+    for section, items, register in sections:
+        for index, item in enumerate(items):
+            try:
+                await register(item)
+            except StackError as e:
+                raise ConfigError(f"{section}[{index}]: {e.message}") from e
+
+
+async def build_stack(config: RunConfig) -> Stack:
+    specs = _specs(config)
+    order = _api_order(specs)
+    try:
+        store = await kvstore_from_config(config.registry_store())
+    except (MissingDependency, ConnectionError) as e:
+        raise ConfigError(f"metadata_store: {e}") from e
+    models = ModelsTable({}, store)
+    stack = Stack(
+        config=config,
+        store=store,
+        providers=[],
+        models=models,
+        shields=ShieldsTable({}, store),
+        memory_banks=MemoryBanksTable({}, store, models),
+    )
+    try:
+        for api in order:
+            impls: dict[str, Any] = {}
+            for index, spec, provider_config in specs[api]:
+                entry = config.providers[api][index]
+                deps = Deps({needed: stack.routers[needed] for needed in spec.depends_on})
+                try:
+                    impl = await spec.factory(provider_config, deps)
+                except (StackError, OSError, ValueError, RuntimeError) as e:
+                    message = e.message if isinstance(e, StackError) else str(e)
+                    raise ConfigError(
+                        f"providers.{api.value}[{index}] ({spec.provider_type}): failed to start: {message}"
+                    ) from e
+                impls[entry.provider_id] = impl
+                stack.providers.append(ResolvedProvider(api, entry.provider_id, spec, impl))
+            stack.routers[api] = _build_router(api, stack, impls)
+        for table in (stack.models, stack.shields, stack.memory_banks):
+            await table.load_persisted()
+        await _register_configured(stack)
+    except BaseException:
+        await stack.shutdown()
+        raise
+    return stack

@@ -1,0 +1,142 @@
+"""Routers: the API implementations the server calls. Each finds the resource a request names in
+its routing table and forwards the request to the provider that owns it, with the resource id
+translated to the provider's own name for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from llama_stack.apis.agents import (
+    CreateAgentRequest,
+    CreateAgentResponse,
+    CreateSessionRequest,
+    CreateSessionResponse,
+    CreateTurnRequest,
+    GetSessionRequest,
+    GetStepResponse,
+    Session,
+    SessionRef,
+    StepRef,
+    Turn,
+    TurnRef,
+    TurnStreamChunk,
+)
+from llama_stack.apis.errors import InvalidRequest
+from llama_stack.apis.inference import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatCompletionResponseStreamChunk,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionResponseStreamChunk,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+)
+from llama_stack.apis.memory import InsertDocumentsRequest, QueryDocumentsRequest, QueryDocumentsResponse
+from llama_stack.apis.models import Model, ModelType
+from llama_stack.apis.safety import RunShieldRequest, RunShieldResponse
+from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
+
+
+class InferenceRouter:
+    def __init__(self, models: ModelsTable) -> None:
+        self.models = models
+
+    async def _route(self, model_id: str, wanted: ModelType) -> tuple[Any, str]:
+        model: Model = await self.models.get(model_id)
+        if model.model_type != wanted:
+            use = "/alpha/inference/embeddings" if model.model_type == ModelType.embedding else "chat-completion"
+            raise InvalidRequest(f"model '{model_id}' is an {model.model_type.value} model; use {use}")
+        return self.models.provider_for(model), model.provider_resource_id
+
+    async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+        provider, name = await self._route(request.model_id, ModelType.llm)
+        result: ChatCompletionResponse = await provider.chat_completion(request.model_copy(update={"model_id": name}))
+        return result
+
+    async def chat_completion_stream(
+        self, request: ChatCompletionRequest
+    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
+        provider, name = await self._route(request.model_id, ModelType.llm)
+        return provider.chat_completion_stream(request.model_copy(update={"model_id": name}))  # type: ignore[no-any-return]
+
+    async def completion(self, request: CompletionRequest) -> CompletionResponse:
+        provider, name = await self._route(request.model_id, ModelType.llm)
+        result: CompletionResponse = await provider.completion(request.model_copy(update={"model_id": name}))
+        return result
+
+    async def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
+        provider, name = await self._route(request.model_id, ModelType.llm)
+        return provider.completion_stream(request.model_copy(update={"model_id": name}))  # type: ignore[no-any-return]
+
+    async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        provider, name = await self._route(request.model_id, ModelType.embedding)
+        result: EmbeddingsResponse = await provider.embeddings(request.model_copy(update={"model_id": name}))
+        return result
+
+
+class SafetyRouter:
+    def __init__(self, shields: ShieldsTable) -> None:
+        self.shields = shields
+
+    async def run_shield(self, request: RunShieldRequest) -> RunShieldResponse:
+        shield = await self.shields.get(request.shield_id)
+        provider = self.shields.provider_for(shield)
+        update = {"shield_id": shield.provider_resource_id}
+        result: RunShieldResponse = await provider.run_shield(request.model_copy(update=update))
+        return result
+
+
+class MemoryRouter:
+    def __init__(self, banks: MemoryBanksTable) -> None:
+        self.banks = banks
+
+    async def insert_documents(self, request: InsertDocumentsRequest) -> None:
+        bank = await self.banks.get(request.bank_id)
+        update = {"bank_id": bank.provider_resource_id}
+        await self.banks.provider_for(bank).insert_documents(request.model_copy(update=update))
+
+    async def query_documents(self, request: QueryDocumentsRequest) -> QueryDocumentsResponse:
+        bank = await self.banks.get(request.bank_id)
+        update = {"bank_id": bank.provider_resource_id}
+        result: QueryDocumentsResponse = await self.banks.provider_for(bank).query_documents(
+            request.model_copy(update=update)
+        )
+        return result
+
+
+class AgentsRouter:
+    """Agents have no registry: one agents provider serves them all."""
+
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+
+    async def create_agent(self, request: CreateAgentRequest) -> CreateAgentResponse:
+        result: CreateAgentResponse = await self.provider.create_agent(request)
+        return result
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await self.provider.delete_agent(agent_id)
+
+    async def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
+        result: CreateSessionResponse = await self.provider.create_session(request)
+        return result
+
+    async def get_session(self, request: GetSessionRequest) -> Session:
+        result: Session = await self.provider.get_session(request)
+        return result
+
+    async def delete_session(self, request: SessionRef) -> None:
+        await self.provider.delete_session(request)
+
+    def create_turn(self, request: CreateTurnRequest) -> AsyncIterator[TurnStreamChunk]:
+        return self.provider.create_turn(request)  # type: ignore[no-any-return]
+
+    async def get_turn(self, request: TurnRef) -> Turn:
+        result: Turn = await self.provider.get_turn(request)
+        return result
+
+    async def get_step(self, request: StepRef) -> GetStepResponse:
+        result: GetStepResponse = await self.provider.get_step(request)
+        return result

@@ -1,0 +1,96 @@
+"""SQLite kvstore: one aiosqlite connection (its own thread), WAL journal, autocommit.
+
+Autocommit (isolation_level=None) makes every statement its own transaction, so tasks that share
+the connection never commit or roll back each other's writes. The key is a TEXT PRIMARY KEY of a
+WITHOUT ROWID table: the table is its own index on key, in BINARY (UTF-8 byte = code point) order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+from .api import SqliteKVStoreConfig, key_prefix, prefix_upper_bound
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
+
+
+def _prepare_path(db_path: str) -> str:
+    """The database path with ~ expanded, after creating its parent folders."""
+    path = Path(db_path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+class SqliteKVStore:
+    def __init__(self, conn: aiosqlite.Connection, namespace: str | None) -> None:
+        self._conn = conn
+        self._prefix = key_prefix(namespace)
+        self._closed = False
+
+    @classmethod
+    async def open(cls, config: SqliteKVStoreConfig) -> SqliteKVStore:
+        path = config.db_path
+        try:
+            if path != ":memory:":
+                path = await asyncio.to_thread(_prepare_path, path)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except (OSError, sqlite3.Error) as e:
+            raise ConnectionError(f"sqlite: cannot open the database at {path}: {e}") from e
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL is safe against application crashes (a power loss may drop the
+            # last commits) and avoids an fsync per write.
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute(_SCHEMA)
+        except sqlite3.Error as e:
+            await conn.close()
+            raise ConnectionError(f"sqlite: cannot use the database at {path}: {e}") from e
+        return cls(conn, config.namespace)
+
+    async def get(self, key: str) -> str | None:
+        query = "SELECT value FROM kvstore WHERE key = ?"
+        async with self._conn.execute(query, (self._prefix + key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def set(self, key: str, value: str) -> None:
+        await self._conn.execute(
+            "INSERT INTO kvstore (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (self._prefix + key, value),
+        )
+
+    async def delete(self, key: str) -> None:
+        await self._conn.execute("DELETE FROM kvstore WHERE key = ?", (self._prefix + key,))
+
+    async def values_in_range(self, start_key: str, end_key: str) -> list[str]:
+        if start_key >= end_key:
+            return []
+        async with self._conn.execute(
+            "SELECT value FROM kvstore WHERE key >= ? AND key < ? ORDER BY key",
+            (self._prefix + start_key, self._prefix + end_key),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [str(row[0]) for row in rows]
+
+    async def keys_with_prefix(self, prefix: str) -> list[str]:
+        full = self._prefix + prefix
+        upper = prefix_upper_bound(full)
+        params: tuple[str, ...]
+        if upper is None:
+            query, params = "SELECT key FROM kvstore WHERE key >= ? ORDER BY key", (full,)
+        else:
+            query, params = "SELECT key FROM kvstore WHERE key >= ? AND key < ? ORDER BY key", (full, upper)
+        async with self._conn.execute(query, params) as cur:
+            rows = await cur.fetchall()
+        cut = len(self._prefix)
+        return [str(row[0])[cut:] for row in rows]
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._conn.close()

@@ -1,0 +1,131 @@
+"""One table from the error vocabulary to status codes, and each face's error envelope.
+
+/alpha face: {"error": {"type": ..., "message": ...}} (the same object a stream sends mid-way).
+/v1 face:    OpenAI's {"error": {"message", "type", "param", "code"}}.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from llama_stack.apis.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    NotImplementedYet,
+    PayloadTooLarge,
+    ProviderError,
+    RateLimited,
+    StackError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[StackError], int] = {
+    InvalidRequest: 400,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    RateLimited: 429,
+    ProviderError: 500,
+    NotImplementedYet: 501,
+    UpstreamError: 502,
+    UpstreamTimeout: 504,
+}
+
+ERROR_TYPE = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    501: "not_implemented",
+    502: "upstream_error",
+    504: "upstream_timeout",
+}
+
+# Statuses a retry may cure; for the rest the official client is told not to repeat the call.
+RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+
+
+def status_of(error: StackError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_body(status: int, message: str, path: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    kind = ERROR_TYPE.get(status, "error")
+    if path.startswith("/v1/"):
+        return {"error": {"message": message, "type": kind, "param": None, "code": status, **(extra or {})}}
+    return {"error": {"type": kind, "message": message, **(extra or {})}}
+
+
+def error_response(status: int, message: str, path: str, extra: dict[str, Any] | None = None) -> Response:
+    headers = {"x-should-retry": "true" if status in RETRYABLE else "false"}
+    return JSONResponse(error_body(status, message, path, extra), status_code=status, headers=headers)
+
+
+def stream_error_event(error: BaseException) -> dict[str, Any]:
+    if isinstance(error, StackError):
+        return {"error": {"type": ERROR_TYPE.get(status_of(error), "error"), "message": error.message}}
+    return {"error": {"type": "internal_error", "message": "internal server error"}}
+
+
+async def handle_stack_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StackError)
+    status = status_of(exc)
+    response = error_response(status, exc.message, request.url.path)
+    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+        response.headers["retry-after"] = str(max(1, round(exc.retry_after_s)))
+    return response
+
+
+def _field(location: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query")]
+    return ".".join(parts) or "body"
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = exc.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return error_response(400, "request body is not valid JSON", request.url.path)
+    details = [{"field": _field(tuple(p["loc"])), "message": p["msg"]} for p in problems[:20]]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
+    return error_response(422, f"invalid request: {summary}", request.url.path, {"details": details})
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else ERROR_TYPE.get(exc.status_code, "error")
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}"
+    return error_response(exc.status_code, message, request.url.path)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal server error", request.url.path)
+
+
+EXCEPTION_HANDLERS = {
+    StackError: handle_stack_error,
+    RequestValidationError: handle_validation_error,
+    StarletteHTTPException: handle_http_error,
+    Exception: handle_unexpected,
+}
