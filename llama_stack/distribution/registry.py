@@ -6,12 +6,15 @@ heavy implementation is imported by the factory when a distribution actually use
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from importlib.metadata import entry_points
 
 from llama_stack.distribution.provider import Api, ProviderSpec
 
 ENTRY_POINT_GROUP = "llama_stack.providers"
+
+log = logging.getLogger(__name__)
 
 
 class UnknownProvider(LookupError):
@@ -35,9 +38,15 @@ def provider_registry() -> dict[tuple[Api, str], ProviderSpec]:
 def _discovered() -> dict[tuple[Api, str], ProviderSpec]:
     registry: dict[tuple[Api, str], ProviderSpec] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        spec = entry.load()
+        # A broken plugin must not take down the providers that work; it is named in the log.
+        try:
+            spec = entry.load()
+        except Exception:
+            log.exception("provider entry point %s = %s failed to load; skipped", entry.name, entry.value)
+            continue
         if not isinstance(spec, ProviderSpec):
-            raise TypeError(f"entry point {entry.name} = {entry.value} is not a ProviderSpec")
+            log.error("provider entry point %s = %s is not a ProviderSpec; skipped", entry.name, entry.value)
+            continue
         registry[(spec.api, spec.provider_type)] = spec
     return registry
 

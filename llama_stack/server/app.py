@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llama_stack.apis.inspect import RouteInfo
@@ -37,28 +38,32 @@ class BodySizeLimit:
                 await self._reject(scope, receive, send)
                 return
         received = 0
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Frameworks turn exceptions raised while reading a body into their own 400, so an
+            # oversized chunked body is answered here and the app is told the client left.
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    rejected = True
+                    await self._reject(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"request body is larger than the limit of {self.max_bytes} bytes"
         await error_response(413, message, scope["path"])(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 API_OF_PREFIX = {
@@ -72,14 +77,14 @@ API_OF_PREFIX = {
 }
 
 
-def route_listing(app: FastAPI, stack: Stack) -> dict[str, list[RouteInfo]]:
+def route_listing(routes: list[BaseRoute], stack: Stack) -> dict[str, list[RouteInfo]]:
     provider_types: dict[Api, list[str]] = {}
     for provider in stack.providers:
         provider_types.setdefault(provider.api, []).append(provider.spec.provider_type)
     # The registries route to the providers of the API whose resources they name.
     owners = {Api.models: Api.inference, Api.shields: Api.safety, Api.memory_banks: Api.memory}
     listing: dict[str, list[RouteInfo]] = {}
-    for route in app.routes:
+    for route in routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         parts = route.path.split("/")
@@ -106,8 +111,9 @@ def _assemble(stack: Stack, lifespan: object) -> FastAPI:
     app = FastAPI(title="Llama Stack", version="0.1.0", lifespan=lifespan)  # type: ignore[arg-type]
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
-    app.include_router(llama_router(stack))
-    routes = route_listing(app, stack)
+    alpha = llama_router(stack)
+    app.include_router(alpha)
+    routes = route_listing(alpha.routes, stack)
 
     @app.get("/alpha/routes/list")
     async def routes_list() -> object:

@@ -12,6 +12,7 @@ import sqlite3
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -149,9 +150,15 @@ async def test_keys_with_prefix_ending_in_the_last_code_point(store: KVStore) ->
     ]
 
 
-async def test_namespaces_isolate_stores_sharing_a_database(
-    make_config: MakeConfig, open_store: OpenStore
-) -> None:
+async def test_keys_with_prefix_ending_before_the_surrogates(store: KVStore) -> None:
+    # U+D7FF is followed by the surrogates, which no stored (UTF-8) key can hold.
+    for key in ["\ud7ff", "\ud7ffz", "\ue000", "\ud7fe"]:
+        await store.set(key, "x")
+
+    assert await store.keys_with_prefix("\ud7ff") == ["\ud7ff", "\ud7ffz"]
+
+
+async def test_namespaces_isolate_stores_sharing_a_database(make_config: MakeConfig, open_store: OpenStore) -> None:
     ns1, ns2 = f"a{uuid.uuid4().hex}", f"b{uuid.uuid4().hex}"
     one = await open_store(make_config(ns1))
     two = await open_store(make_config(ns2))
@@ -178,9 +185,7 @@ async def test_namespaces_isolate_stores_sharing_a_database(
     assert await whole.keys_with_prefix(f"{ns1}:") == [f"{ns1}:only-one"]
 
 
-async def test_data_survives_close_and_reopen(
-    make_config: MakeConfig, open_store: OpenStore, namespace: str
-) -> None:
+async def test_data_survives_close_and_reopen(make_config: MakeConfig, open_store: OpenStore, namespace: str) -> None:
     first = await kvstore_from_config(make_config(namespace))
     await first.set("durable", "yes")
     await first.set("gone", "soon")
@@ -225,7 +230,7 @@ async def test_sqlite_creates_parent_folders_and_uses_wal(tmp_path: Path, open_s
     await store.set("k", "v")
 
     assert db_path.is_file()
-    with sqlite3.connect(db_path) as conn:
+    with closing(sqlite3.connect(db_path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT key, value FROM kvstore").fetchall() == [("k", "v")]
 
@@ -273,9 +278,7 @@ async def test_redis_connection_failure_names_address_not_password() -> None:
 async def test_postgres_connection_failure_names_address_not_password() -> None:
     port = _closed_port()
     with pytest.raises(ConnectionError) as info:
-        await kvstore_from_config(
-            PostgresKVStoreConfig(dsn=f"postgresql://admin:s3cr3tpw@127.0.0.1:{port}/kv")
-        )
+        await kvstore_from_config(PostgresKVStoreConfig(dsn=f"postgresql://admin:s3cr3tpw@127.0.0.1:{port}/kv"))
     message = str(info.value)
     assert "postgres" in message
     assert f"127.0.0.1:{port}/kv" in message
@@ -284,9 +287,7 @@ async def test_postgres_connection_failure_names_address_not_password() -> None:
 
 async def test_postgres_refusal_names_database_not_password(postgres_dsn: str) -> None:
     # pgserver trusts every local user (the password is ignored): a missing database is refused.
-    bad = postgres_dsn.replace(
-        "postgresql://postgres:@/postgres", "postgresql://postgres:s3cr3tpw@/no_such_db"
-    )
+    bad = postgres_dsn.replace("postgresql://postgres:@/postgres", "postgresql://postgres:s3cr3tpw@/no_such_db")
     assert bad != postgres_dsn
     with pytest.raises(ConnectionError) as info:
         await kvstore_from_config(PostgresKVStoreConfig(dsn=bad))
@@ -332,8 +333,7 @@ async def test_postgres_key_column_collates_by_code_point(postgres_dsn: str, ope
     await open_store(PostgresKVStoreConfig(dsn=postgres_dsn, table_name=table))
     async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
         cur = await conn.execute(
-            "SELECT collation_name FROM information_schema.columns"
-            " WHERE table_name = %s AND column_name = 'key'",
+            "SELECT collation_name FROM information_schema.columns WHERE table_name = %s AND column_name = 'key'",
             (table,),
         )
         assert await cur.fetchall() == [("C",)]

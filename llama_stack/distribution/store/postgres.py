@@ -54,24 +54,19 @@ class PostgresKVStore:
         table = sql.Identifier(table_name)
         self._get = sql.SQL("SELECT value FROM {} WHERE key = %s").format(table)
         self._set = sql.SQL(
-            "INSERT INTO {} (key, value) VALUES (%s, %s)"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+            "INSERT INTO {} (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         ).format(table)
         self._delete = sql.SQL("DELETE FROM {} WHERE key = %s").format(table)
         self._range = sql.SQL("SELECT value FROM {} WHERE key >= %s AND key < %s ORDER BY key").format(table)
         self._keys_from = sql.SQL("SELECT key FROM {} WHERE key >= %s ORDER BY key").format(table)
-        self._keys_between = sql.SQL("SELECT key FROM {} WHERE key >= %s AND key < %s ORDER BY key").format(
-            table
-        )
+        self._keys_between = sql.SQL("SELECT key FROM {} WHERE key >= %s AND key < %s ORDER BY key").format(table)
 
     @classmethod
     async def open(cls, config: PostgresKVStoreConfig) -> PostgresKVStore:
         address = describe_dsn(config.dsn)
         password = _password(config.dsn)
         table = sql.Identifier(config.table_name)
-        create = sql.SQL(
-            'CREATE TABLE IF NOT EXISTS {} (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL)'
-        )
+        create = sql.SQL('CREATE TABLE IF NOT EXISTS {} (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL)')
         try:
             # A direct connection first: it fails fast with libpq's reason, where a pool would
             # retry in the background until its timeout.
@@ -88,9 +83,7 @@ class PostgresKVStore:
                 await conn.execute(create.format(table))
         except psycopg.Error as e:
             reason = redact(str(e), password)
-            raise ConnectionError(
-                f"postgres: cannot create table {config.table_name!r} on {address}: {reason}"
-            ) from e
+            raise ConnectionError(f"postgres: cannot create table {config.table_name!r} on {address}: {reason}") from e
 
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             config.dsn,

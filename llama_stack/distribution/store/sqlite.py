@@ -59,8 +59,7 @@ class SqliteKVStore:
 
     async def set(self, key: str, value: str) -> None:
         await self._conn.execute(
-            "INSERT INTO kvstore (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO kvstore (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (self._prefix + key, value),
         )
 

@@ -1,0 +1,195 @@
+"""The /alpha face over HTTP: status codes, error bodies, SSE framing, limits and inspection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llama_stack.distribution.resolver import build_stack
+from llama_stack.distribution.spec import parse_run_config
+from llama_stack.server.app import create_app
+
+
+def config(tmp_path: Path, **server: Any) -> dict[str, Any]:
+    return {
+        "version": 2,
+        "image_name": "test",
+        "providers": {"inference": [{"provider_id": "scripted", "provider_type": "test::scripted"}]},
+        "metadata_store": {"type": "sqlite", "db_path": str(tmp_path / "registry.db")},
+        "models": [{"model_id": "echo"}],
+        "server": server,
+    }
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    stack = await build_stack(parse_run_config(config(tmp_path, max_request_bytes=4096), env={}))
+    transport = httpx.ASGITransport(app=create_app(stack))
+    async with httpx.AsyncClient(transport=transport, base_url="http://stack") as http:
+        yield http
+    await stack.shutdown()
+
+
+def chat_body(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model_id": "echo", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def sse_events(body: str) -> list[dict[str, Any]]:
+    frames = [frame for frame in body.split("\n\n") if frame]
+    assert all(frame.startswith("data: ") for frame in frames), frames
+    return [json.loads(frame.removeprefix("data: ")) for frame in frames]
+
+
+async def test_chat_completion_returns_the_message(client: httpx.AsyncClient) -> None:
+    response = await client.post("/alpha/inference/chat-completion", json=chat_body("hello there"))
+    assert response.status_code == 200
+    message = response.json()["completion_message"]
+    assert message == {
+        "role": "assistant",
+        "content": "echo: hello there",
+        "stop_reason": "end_of_turn",
+        "tool_calls": [],
+    }
+
+
+async def test_chat_stream_is_sse_without_done(client: httpx.AsyncClient) -> None:
+    response = await client.post("/alpha/inference/chat-completion", json=chat_body("a b", stream=True))
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [e["event"] for e in sse_events(response.text)]
+    assert [e["event_type"] for e in events] == ["start", "progress", "progress", "progress", "complete"]
+    assert "".join(e["delta"] for e in events) == "echo: a b"
+    assert events[-1]["stop_reason"] == "end_of_turn"
+    assert "[DONE]" not in response.text
+
+
+async def test_completion_stream_and_not(client: httpx.AsyncClient) -> None:
+    plain = await client.post("/alpha/inference/completion", json={"model_id": "echo", "content": "x y"})
+    assert plain.json() == {"content": "echo: x y", "stop_reason": "end_of_turn", "logprobs": None}
+    streamed = await client.post(
+        "/alpha/inference/completion", json={"model_id": "echo", "content": "x y", "stream": True}
+    )
+    chunks = sse_events(streamed.text)
+    assert "".join(c["delta"] for c in chunks) == "echo: x y"
+    assert chunks[-1]["stop_reason"] == "end_of_turn"
+
+
+async def test_unknown_model_is_404_naming_it_and_not_retried(client: httpx.AsyncClient) -> None:
+    for stream in (False, True):
+        response = await client.post(
+            "/alpha/inference/chat-completion", json={**chat_body("x", stream=stream), "model_id": "gpt-9"}
+        )
+        assert response.status_code == 404
+        assert response.headers["x-should-retry"] == "false"
+        error = response.json()["error"]
+        assert error["type"] == "not_found"
+        assert "'gpt-9' is not registered" in error["message"] and "echo" in error["message"]
+
+
+async def test_failure_before_the_first_token_keeps_its_status(client: httpx.AsyncClient) -> None:
+    response = await client.post("/alpha/inference/chat-completion", json=chat_body("fail-now", stream=True))
+    assert response.status_code == 502
+    assert response.headers["x-should-retry"] == "true"
+    assert response.json()["error"]["message"] == "scripted backend refused the request"
+
+
+async def test_failure_mid_stream_is_an_error_event(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/alpha/inference/chat-completion", json=chat_body("fail-midway and more", stream=True)
+    )
+    assert response.status_code == 200
+    events = sse_events(response.text)
+    assert events[-1] == {"error": {"type": "upstream_error", "message": "scripted backend died mid-stream"}}
+    assert "".join(e["event"]["delta"] for e in events[:-1]) == "echo: fail-midway"
+
+
+async def test_invalid_body_names_the_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/alpha/inference/chat-completion", json={"model_id": "echo"})
+    assert response.status_code == 422
+    assert response.headers["x-should-retry"] == "false"
+    body = response.json()["error"]
+    assert body["type"] == "validation_error"
+    assert body["details"][0]["field"] == "messages"
+
+    bad_role = await client.post(
+        "/alpha/inference/chat-completion", json={"model_id": "echo", "messages": [{"role": "robot", "content": "x"}]}
+    )
+    assert bad_role.status_code == 422 and "messages.0" in bad_role.json()["error"]["message"]
+
+    bad_sampling = await client.post(
+        "/alpha/inference/chat-completion", json=chat_body("x", sampling_params={"temperature": -1})
+    )
+    assert bad_sampling.status_code == 422 and "temperature" in bad_sampling.json()["error"]["message"]
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/alpha/inference/chat-completion", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "request body is not valid JSON"
+
+
+async def test_body_over_the_limit_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/alpha/inference/chat-completion", json=chat_body("x" * 5000))
+    assert response.status_code == 413
+    assert "4096 bytes" in response.json()["error"]["message"]
+
+    async def chunked() -> AsyncIterator[bytes]:  # no content-length: the limit counts what arrives
+        for _ in range(10):
+            yield b"x" * 1000
+
+    response = await client.post("/alpha/inference/chat-completion", content=chunked())
+    assert response.status_code == 413
+
+
+async def test_apis_without_provider_answer_501_naming_what_to_add(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/alpha/agents/create", json={"agent_config": {"model": "echo", "instructions": "be nice"}}
+    )
+    assert response.status_code == 501
+    assert response.headers["x-should-retry"] == "false"
+    assert "add a provider under providers.agents" in response.json()["error"]["message"]
+
+    response = await client.post(
+        "/alpha/safety/run-shield", json={"shield_id": "s", "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert response.status_code == 501 and "providers.safety" in response.json()["error"]["message"]
+
+    response = await client.post("/alpha/eval/run-eval", json={})
+    assert response.status_code == 501 and "eval API is not part of this stack" in response.text
+
+
+async def test_unknown_route_is_404_and_wrong_method_405(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/alpha/nothing/here")).status_code == 404
+    wrong = await client.get("/alpha/inference/chat-completion")
+    assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "method_not_allowed"
+
+
+async def test_models_registry_routes(client: httpx.AsyncClient) -> None:
+    listed = (await client.get("/alpha/models/list")).json()
+    assert [m["identifier"] for m in listed] == ["echo"]
+    assert listed[0]["type"] == "model" and listed[0]["model_type"] == "llm"
+
+    registered = await client.post("/alpha/models/register", json={"model_id": "second"})
+    assert registered.json()["provider_id"] == "scripted"
+    assert (await client.get("/alpha/models/get", params={"identifier": "second"})).json()["identifier"] == "second"
+    assert (await client.post("/alpha/models/unregister", json={"model_id": "second"})).status_code == 200
+    missing = await client.get("/alpha/models/get", params={"identifier": "second"})
+    assert missing.status_code == 404
+
+
+async def test_inspect_routes(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/alpha/health")).json() == {"status": "OK"}
+    providers = (await client.get("/alpha/providers/list")).json()
+    assert providers == {"inference": [{"provider_id": "scripted", "provider_type": "test::scripted"}]}
+    routes = (await client.get("/alpha/routes/list")).json()
+    chat = [r for r in routes["inference"] if r["route"] == "/alpha/inference/chat-completion"]
+    assert chat == [
+        {"route": "/alpha/inference/chat-completion", "method": "POST", "provider_types": ["test::scripted"]}
+    ]
+    assert {"agents", "safety", "memory", "models", "shields", "memory_banks", "inspect"} <= set(routes)
