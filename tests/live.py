@@ -41,7 +41,7 @@ def live_server(config: dict[str, Any]) -> Iterator[LiveServer]:
             )
             state["server"], state["stack"], state["loop"] = server, stack, asyncio.get_running_loop()
             serving = asyncio.create_task(server.serve())
-            while not server.started and not serving.done():
+            while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                 await asyncio.sleep(0.01)
             state["port"] = server.servers[0].sockets[0].getsockname()[1]
         except BaseException as error:

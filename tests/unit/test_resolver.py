@@ -48,7 +48,7 @@ async def test_requests_reach_the_provider_that_owns_the_model(tmp_path: Path) -
     try:
         assert await chat(stack, "m-alpha", "hi") == "A hi"
         assert await chat(stack, "m-beta", "hi") == "B hi"
-        with pytest.raises(ModelNotFound, match="'nope' is not registered.*m-alpha"):
+        with pytest.raises(ModelNotFound, match=r"'nope' is not registered.*m-alpha"):
             await chat(stack, "nope", "hi")
     finally:
         await stack.shutdown()
