@@ -1,0 +1,115 @@
+"""`llama stack run demo` as a real subprocess, driven by raw HTTP and the official client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from llama_stack_client import LlamaStackClient
+
+LLAMA = str(Path(sys.executable).with_name("llama"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    env = {**os.environ, "SQLITE_STORE_DIR": str(state), "HF_HUB_OFFLINE": "1"}
+    env.setdefault("LLAMA_TINY_MODEL_DIR", str(tmp_path_factory.getbasetemp() / "tiny-models"))
+    process = subprocess.Popen(
+        [LLAMA, "stack", "run", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{process.stdout.read() if process.stdout else ''}")
+        try:
+            if httpx.get(f"{base_url}/alpha/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("server did not become healthy in 180 s")
+        time.sleep(0.2)
+    yield base_url
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, "the server must shut down cleanly on SIGTERM"
+
+
+def test_curl_style_requests(demo: str) -> None:
+    models = httpx.get(f"{demo}/alpha/models/list").json()
+    assert {m["identifier"]: m["model_type"] for m in models} == {
+        "tiny-random-llama-3": "llm",
+        "all-MiniLM-L6-v2": "embedding",
+    }
+    response = httpx.post(
+        f"{demo}/alpha/inference/chat-completion",
+        json={
+            "model_id": "tiny-random-llama-3",
+            "messages": [{"role": "user", "content": "Hello"}],
+            "sampling_params": {"strategy": "greedy", "max_tokens": 8},
+        },
+        timeout=60,
+    )
+    assert response.status_code == 200
+    message = response.json()["completion_message"]
+    assert message["role"] == "assistant" and message["stop_reason"] in {"out_of_tokens", "end_of_turn"}
+
+
+def test_official_client_against_the_demo(demo: str) -> None:
+    client = LlamaStackClient(base_url=demo, timeout=60)
+    assert {m.identifier for m in client.models.list()} == {"tiny-random-llama-3", "all-MiniLM-L6-v2"}
+
+    params = {"strategy": "greedy", "max_tokens": 12}
+    messages = [{"role": "user", "content": "Tell me about llamas"}]
+    whole = client.inference.chat_completion(model_id="tiny-random-llama-3", messages=messages,
+                                             sampling_params=params)
+    chunks = list(client.inference.chat_completion(model_id="tiny-random-llama-3", messages=messages,
+                                                   sampling_params=params, stream=True))
+    assert chunks[0].event.event_type == "start" and chunks[-1].event.event_type == "complete"
+    assert "".join(c.event.delta for c in chunks) == whole.completion_message.content
+    assert chunks[-1].event.stop_reason == whole.completion_message.stop_reason
+
+    completion = client.inference.completion(model_id="tiny-random-llama-3", content="Once upon a time",
+                                             sampling_params={"strategy": "greedy", "max_tokens": 5})
+    assert completion.stop_reason == "out_of_tokens"
+    streamed = list(client.inference.completion(model_id="tiny-random-llama-3", content="Once upon a time",
+                                                sampling_params={"strategy": "greedy", "max_tokens": 5},
+                                                stream=True))
+    assert "".join(c.delta for c in streamed) == completion.content
+
+    vectors = client.inference.embeddings(model_id="all-MiniLM-L6-v2",
+                                          contents=["a llama grazes", "an alpaca eats grass", "tax law"])
+    assert [len(v) for v in vectors.embeddings] == [384, 384, 384]
+
+
+def test_a_bad_run_yaml_exits_1_naming_the_key(tmp_path: Path) -> None:
+    run_yaml = tmp_path / "run.yaml"
+    run_yaml.write_text(
+        "version: 2\nimage_name: broken\nproviders:\n  inference:\n"
+        "  - provider_id: x\n    provider_type: inline::transformers\n    config:\n      device: toaster\n"
+    )
+    result = subprocess.run([LLAMA, "stack", "run", str(run_yaml)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "providers.inference[0].config.device" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
