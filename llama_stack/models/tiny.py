@@ -44,8 +44,9 @@ SEED = 20240923
 # Larger than transformers' 0.02 so the random layers move the residual stream enough to give
 # varied (rather than endlessly repeated) tokens, which makes batching bugs visible in tests.
 INIT_STD = 0.2
-# How far a favoured token's logit is pushed above the rest (see build_tiny_model).
-FAVOUR_BOOST = 10.0
+# The constant written into embedding dimension 0 by `favour_token_id` (see build_tiny_model);
+# big enough to dominate the residual stream whatever the random layers add to it.
+FAVOUR_BOOST = 100.0
 
 
 def _recipe(favour_token_id: int | None) -> dict[str, Any]:
@@ -114,9 +115,9 @@ def build_tiny_model(dest: str | Path, *, favour_token_id: int | None = None) ->
 
     `favour_token_id` makes that token win every greedy step: tests use it to force a stop token
     (e.g. <|eot_id|>) out of a real model. Embedding dimension 0 is set to a large constant for
-    every token, so after the final norm that dimension is large and positive whatever the
-    input; the favoured token's (tied) embedding gets twice the constant there, so its logit
-    leads every other by about FAVOUR_BOOST times the normalised value.
+    every token, so after the final norm that dimension dominates and is positive whatever the
+    input; the favoured token's (tied) embedding has twice the constant there, so its logit
+    leads every other by hundreds.
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -125,7 +126,7 @@ def build_tiny_model(dest: str | Path, *, favour_token_id: int | None = None) ->
     dest.mkdir(parents=True, exist_ok=True)
     config = LlamaConfig(**TINY_LLAMA_CONFIG)
     with torch.device("cpu"):
-        model = LlamaForCausalLM(config)
+        model: Any = LlamaForCausalLM(config)
     generator = torch.Generator().manual_seed(SEED)
     with torch.no_grad():
         for param_name, param in sorted(model.named_parameters(), key=lambda item: item[0]):

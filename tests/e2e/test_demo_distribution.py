@@ -82,24 +82,35 @@ def test_official_client_against_the_demo(demo: str) -> None:
 
     params = {"strategy": "greedy", "max_tokens": 12}
     messages = [{"role": "user", "content": "Tell me about llamas"}]
-    whole = client.inference.chat_completion(model_id="tiny-random-llama-3", messages=messages,
-                                             sampling_params=params)
-    chunks = list(client.inference.chat_completion(model_id="tiny-random-llama-3", messages=messages,
-                                                   sampling_params=params, stream=True))
+    whole = client.inference.chat_completion(model_id="tiny-random-llama-3", messages=messages, sampling_params=params)
+    chunks = list(
+        client.inference.chat_completion(
+            model_id="tiny-random-llama-3", messages=messages, sampling_params=params, stream=True
+        )
+    )
     assert chunks[0].event.event_type == "start" and chunks[-1].event.event_type == "complete"
     assert "".join(c.event.delta for c in chunks) == whole.completion_message.content
     assert chunks[-1].event.stop_reason == whole.completion_message.stop_reason
 
-    completion = client.inference.completion(model_id="tiny-random-llama-3", content="Once upon a time",
-                                             sampling_params={"strategy": "greedy", "max_tokens": 5})
+    completion = client.inference.completion(
+        model_id="tiny-random-llama-3",
+        content="Once upon a time",
+        sampling_params={"strategy": "greedy", "max_tokens": 5},
+    )
     assert completion.stop_reason == "out_of_tokens"
-    streamed = list(client.inference.completion(model_id="tiny-random-llama-3", content="Once upon a time",
-                                                sampling_params={"strategy": "greedy", "max_tokens": 5},
-                                                stream=True))
+    streamed = list(
+        client.inference.completion(
+            model_id="tiny-random-llama-3",
+            content="Once upon a time",
+            sampling_params={"strategy": "greedy", "max_tokens": 5},
+            stream=True,
+        )
+    )
     assert "".join(c.delta for c in streamed) == completion.content
 
-    vectors = client.inference.embeddings(model_id="all-MiniLM-L6-v2",
-                                          contents=["a llama grazes", "an alpaca eats grass", "tax law"])
+    vectors = client.inference.embeddings(
+        model_id="all-MiniLM-L6-v2", contents=["a llama grazes", "an alpaca eats grass", "tax law"]
+    )
     assert [len(v) for v in vectors.embeddings] == [384, 384, 384]
 
 

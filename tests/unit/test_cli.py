@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from llama_stack.cli import build as builder
-from llama_stack.cli.main import app
 from typer.testing import CliRunner, Result
 
+from llama_stack.cli import build as builder
+from llama_stack.cli.main import app
 from llama_stack.distribution.spec import load_build_spec
 from llama_stack.distribution.templates import get_template
 

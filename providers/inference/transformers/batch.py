@@ -119,7 +119,8 @@ class DecodeBatch:
             **{self._cache_kwarg: self.cache},
         )
         self.lengths = [length + 1 for length in self.lengths]
-        return outputs.logits[:, -1]
+        logits: torch.Tensor = outputs.logits[:, -1]
+        return logits
 
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only `rows` (indices, in their current order), dropping the others' cache."""

@@ -24,7 +24,9 @@ class TransformersInferenceConfig(BaseModel):
         default="auto", description="auto: bfloat16 on a GPU that supports it, float32 on cpu"
     )
     checkpoint_dir: str | None = Field(
-        default=None, description="a folder holding one sub-folder of Hugging Face weights per model id"
+        default=None,
+        description="a folder holding one sub-folder of Hugging Face weights per model id "
+        "(default: ~/.llama/checkpoints, where `llama model download` writes)",
     )
     hf_cache_dir: str | None = Field(
         default=None, description="the Hugging Face hub cache to look in (default: HF_HUB_CACHE / ~/.cache)"

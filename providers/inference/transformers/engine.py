@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -57,10 +56,10 @@ EngineEvent = TokenEvent | FinishEvent
 
 @dataclass(frozen=True)
 class EngineStats:
-    active: int  # sequences in the decode batch
+    active: int  # sequences still generating
     waiting: int  # submitted, not yet admitted
     decode_steps: int  # forward passes over the batch since start
-    generated_tokens: int  # tokens handed to requests since start
+    generated_tokens: int  # tokens sampled since start (a final stop token included)
     largest_batch: int  # most sequences ever decoded in one step
 
 
@@ -127,9 +126,7 @@ class _Sequence:
 
 
 class GenerationEngine:
-    def __init__(
-        self, model: Any, *, name: str, max_batch_size: int = 8, prefill_token_budget: int = 2048
-    ) -> None:
+    def __init__(self, model: Any, *, name: str, max_batch_size: int = 8, prefill_token_budget: int = 2048) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
         self.prefill_token_budget = prefill_token_budget
@@ -157,7 +154,7 @@ class GenerationEngine:
     def stats(self) -> EngineStats:
         with self._wakeup:
             return EngineStats(
-                active=len(self._active),
+                active=sum(1 for seq in self._active if not seq.finished and not seq.stream.cancelled),
                 waiting=len(self._waiting),
                 decode_steps=self._steps,
                 generated_tokens=self._generated,
@@ -251,9 +248,7 @@ class GenerationEngine:
 
     def _drop_done(self) -> None:
         keep = [
-            row
-            for row, sequence in enumerate(self._active)
-            if not sequence.finished and not sequence.stream.cancelled
+            row for row, sequence in enumerate(self._active) if not sequence.finished and not sequence.stream.cancelled
         ]
         if len(keep) != len(self._active):
             self._batch.keep(keep)

@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from llama_stack.apis.common import CompletionMessage, SamplingParams, StopReason
 from llama_stack.apis.errors import InvalidRequest, ModelNotFound, NotImplementedYet
@@ -158,7 +157,9 @@ class TransformersInference:
     async def _chat_chunks(
         self, loaded: LoadedModel, generation: GenerationRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        def event(kind: ChatCompletionEventType, delta: str, stop: StopReason | None = None) -> Any:
+        def event(
+            kind: ChatCompletionEventType, delta: str, stop: StopReason | None = None
+        ) -> ChatCompletionResponseStreamChunk:
             return ChatCompletionResponseStreamChunk(
                 event=ChatCompletionResponseEvent(event_type=kind, delta=delta, stop_reason=stop)
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from transformers import (
@@ -86,7 +87,7 @@ class TokenSampler:
         scores = logits.float().unsqueeze(0)
         if len(self._processors) > 0:
             ids = torch.tensor([list(history)], dtype=torch.long, device=logits.device)
-            scores = self._processors(ids, scores)
+            scores = self._processors(cast(torch.LongTensor, ids), scores)
         if self.config.greedy:
             return int(scores.argmax(dim=-1).item())
         probs = torch.softmax(scores, dim=-1)

@@ -21,6 +21,8 @@ from .config import TransformersInferenceConfig
 log = logging.getLogger(__name__)
 
 EXAMPLE_HF_REPO = "meta-llama/Llama-3.2-1B-Instruct"
+# Where `llama model download` puts checkpoints; the default checkpoint_dir.
+DEFAULT_CHECKPOINT_DIR = "~/.llama/checkpoints"
 
 
 @dataclass(frozen=True)
@@ -29,19 +31,26 @@ class ResolvedWeights:
     source: str  # how it was found, for the log line: "tiny", "path", "checkpoint_dir", "hf_cache"
 
 
-def _hf_repo_for(model_id: str) -> str | None:
-    """The Hugging Face repo of a Llama model id: itself if it looks like `org/name`, else the
-    repo llama-models' catalogue gives for a descriptor such as `Llama3.2-1B-Instruct`."""
-    if "/" in model_id and not model_id.startswith(("/", ".", "~")):
-        return model_id
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """What llama-models' catalogue knows of a model id (a descriptor or a Hugging Face repo)."""
+
+    descriptor: str | None
+    hf_repo: str | None
+
+
+def _catalogue_entry(model_id: str) -> CatalogueEntry:
+    looks_like_repo = "/" in model_id and not model_id.startswith(("/", ".", "~"))
+    fallback = CatalogueEntry(None, model_id if looks_like_repo else None)
     try:
         from llama_models.sku_list import resolve_model
 
         sku = resolve_model(model_id)
-    except Exception:  # the catalogue is a hint only; any failure just means "no known repo"
-        return None
-    repo = getattr(sku, "huggingface_repo", None) if sku is not None else None
-    return str(repo) if repo else None
+    except Exception:  # the catalogue is a hint only; any failure just means "not in it"
+        return fallback
+    if sku is None:
+        return fallback
+    return CatalogueEntry(sku.descriptor(), sku.huggingface_repo or fallback.hf_repo)
 
 
 def _from_hf_cache(repo_id: str, cache_dir: str | None) -> Path | None:
@@ -68,15 +77,18 @@ def _meta_format_hint(path: Path) -> str:
 
 def resolve_weights(model_id: str, config: TransformersInferenceConfig) -> ResolvedWeights:
     """Where the weights of `model_id` (a provider_resource_id) are, trying in order: the tiny
-    test model, a local directory, checkpoint_dir/<id>, the local Hugging Face cache."""
+    test model, a local directory, checkpoint_dir/<id> (and /<descriptor> for a catalogue id
+    such as meta-llama/Llama-3.2-1B-Instruct), the local Hugging Face cache."""
     if model_id == TINY_MODEL_ID:
         return ResolvedWeights(ensure_tiny_model(config.tiny_model_dir), "tiny")
 
     looked: list[str] = []
     hints: list[str] = []
+    entry = _catalogue_entry(model_id)
+    checkpoints = Path(config.checkpoint_dir or DEFAULT_CHECKPOINT_DIR).expanduser()
     candidates: list[tuple[Path, str]] = [(Path(model_id).expanduser(), "path")]
-    if config.checkpoint_dir:
-        candidates.append((Path(config.checkpoint_dir).expanduser() / model_id, "checkpoint_dir"))
+    for name in dict.fromkeys(n for n in (model_id, entry.descriptor) if n and not n.startswith(("/", "~"))):
+        candidates.append((checkpoints / name, "checkpoint_dir"))
     for path, source in candidates:
         looked.append(f"{source} {path}")
         if path.is_dir():
@@ -84,28 +96,31 @@ def resolve_weights(model_id: str, config: TransformersInferenceConfig) -> Resol
                 return ResolvedWeights(path, source)
             hints.append(_meta_format_hint(path) or f" {path} exists but has no config.json.")
 
-    repo_id = _hf_repo_for(model_id)
-    if repo_id:
+    if entry.hf_repo:
         cache = config.hf_cache_dir or os.environ.get("HF_HUB_CACHE") or "~/.cache/huggingface/hub"
-        looked.append(f"the Hugging Face cache ({cache}) for {repo_id}")
-        snapshot = _from_hf_cache(repo_id, config.hf_cache_dir)
+        looked.append(f"the Hugging Face cache ({cache}) for {entry.hf_repo}")
+        snapshot = _from_hf_cache(entry.hf_repo, config.hf_cache_dir)
         if snapshot is not None and _is_hf_checkpoint(snapshot):
             return ResolvedWeights(snapshot, "hf_cache")
 
-    raise InvalidRequest(_missing_weights_message(model_id, repo_id, looked, "".join(hints), config))
+    raise InvalidRequest(_missing_weights_message(model_id, entry, looked, "".join(hints), checkpoints))
 
 
 def _missing_weights_message(
-    model_id: str, repo_id: str | None, looked: list[str], hints: str, config: TransformersInferenceConfig
+    model_id: str, entry: CatalogueEntry, looked: list[str], hints: str, checkpoints: Path
 ) -> str:
-    repo = repo_id or EXAMPLE_HF_REPO
-    target = Path(config.checkpoint_dir or "~/.llama/checkpoints").expanduser() / model_id.split("/")[-1]
+    repo = entry.hf_repo or EXAMPLE_HF_REPO
+    descriptor = entry.descriptor or "Llama3.2-1B-Instruct"
+    target = checkpoints / (entry.descriptor or model_id.split("/")[-1])
+    # `llama model download` skips *.safetensors by default (it fetches Meta's original format):
+    # overriding --ignore-patterns makes it fetch the Hugging Face format this provider loads.
     return (
         f"No weights found for model '{model_id}'. Looked in: {'; '.join(looked)}.{hints} "
         f"Get Hugging Face format weights with `huggingface-cli download {repo} --local-dir {target}` "
-        f"(or `llama model download --source huggingface --model-id {model_id}`), then set "
-        "checkpoint_dir to the folder holding it or register the model with its path as "
-        f"provider_model_id. For an offline smoke test use the model id '{TINY_MODEL_ID}'."
+        f"or `llama model download --source huggingface --model-id {descriptor} --ignore-patterns 'original/*'` "
+        f"(it writes to ~/.llama/checkpoints/{descriptor}), then point checkpoint_dir at the folder "
+        "holding it or register the model with its path as provider_model_id. "
+        f"For an offline smoke test use the model id '{TINY_MODEL_ID}'."
     )
 
 
@@ -141,14 +156,12 @@ def load_causal_lm(path: Path, device: str, dtype: Any) -> Any:
     import transformers
     from transformers import AutoModelForCausalLM
 
-    transformers.utils.logging.disable_progress_bar()
+    auto_class: Any = AutoModelForCausalLM
     # transformers 4.56 renamed torch_dtype to dtype; 5.x warns about the old name.
     major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
     dtype_kwarg = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, **{dtype_kwarg: dtype}
-        )
+        model = auto_class.from_pretrained(str(path), local_files_only=True, **{dtype_kwarg: dtype})
     except (OSError, ValueError) as exc:
         raise ProviderError(f"could not load the checkpoint at {path}: {exc}") from exc
     model.to(device)
