@@ -1,6 +1,6 @@
 """Package discovery for the folder layout of DESIGN.md (metadata lives in pyproject.toml)."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 MAPPED_FOLDERS = {
     "llama_stack.providers": "providers",
@@ -11,7 +11,8 @@ MAPPED_FOLDERS = {
 
 
 def packages_under(package: str, folder: str) -> list[str]:
-    return [package] + [f"{package}.{name}" for name in find_packages(folder)]
+    # Namespace discovery so data-only folders (distributions/demo) ship as package data too.
+    return [package] + [f"{package}.{name}" for name in find_namespace_packages(folder, exclude=["*__pycache__*"])]
 
 
 packages = find_packages(include=["llama_stack", "llama_stack.*"])

@@ -121,7 +121,7 @@ SCRIPTED_SPEC = ProviderSpec(
     api=Api.inference,
     provider_type="test::scripted",
     config_class=ScriptedConfig,
-    factory=_factory,  # type: ignore[arg-type]
+    factory=_factory,
     description="scripted inference for tests",
 )
 
@@ -129,7 +129,7 @@ NEEDS_MISSING_MODULE_SPEC = ProviderSpec(
     api=Api.inference,
     provider_type="test::needs-missing-module",
     config_class=ScriptedConfig,
-    factory=_factory,  # type: ignore[arg-type]
+    factory=_factory,
     description="a provider whose extra is not installed",
     required_modules=("a_module_that_is_not_installed",),
     extra="imaginary",
