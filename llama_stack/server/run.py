@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
@@ -14,6 +18,23 @@ from llama_stack.distribution.spec import RunConfig
 from llama_stack.server.app import create_app
 
 log = logging.getLogger("llama_stack.server")
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies by the
+    signal; a stack that drained its requests and stopped its providers exits with status 0."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
 
 
 async def serve(config: RunConfig, host: str | None = None, port: int | None = None) -> None:
@@ -29,7 +50,7 @@ async def serve(config: RunConfig, host: str | None = None, port: int | None = N
         timeout_graceful_shutdown=int(config.server.graceful_shutdown_s),
         lifespan="on",
     )
-    server = uvicorn.Server(server_config)
+    server = GracefulServer(server_config)
     log.info("stack '%s' built in %.2fs", config.image_name, time.perf_counter() - started)
     await server.serve()
 

@@ -1,0 +1,119 @@
+"""The demo distribution end to end: startup time of `llama stack run demo`, then tokens/s of the
+tiny model through the HTTP server (1 stream and N concurrent) against raw `generate` on the
+same model and prompt, measured in the same run.
+
+    python -m scripts.bench_server [--tokens 128] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scripts.bench_tiny_generate import PROMPT, raw_generate
+
+MODEL = "tiny-random-llama-3"
+
+
+def start_demo(port: int, state: Path) -> tuple[subprocess.Popen[bytes], float]:
+    env = {
+        **os.environ,
+        "SQLITE_STORE_DIR": str(state),
+        "LLAMA_TINY_MODEL_DIR": str(state / "tiny"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    llama = str(Path(sys.executable).with_name("llama"))
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [llama, "stack", "run", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while True:
+        if process.poll() is not None:
+            raise SystemExit("the demo server exited during startup")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/alpha/health", timeout=1).status_code == 200:
+                return process, time.perf_counter() - started
+        except httpx.TransportError:
+            time.sleep(0.05)
+
+
+async def through_server(base_url: str, tokens: int, streams: int) -> float:
+    body: dict[str, Any] = {
+        "model_id": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "sampling_params": {"strategy": "greedy", "max_tokens": tokens},
+    }
+    async with httpx.AsyncClient(base_url=base_url, timeout=300) as http:
+        warm = {**body, "sampling_params": {"strategy": "greedy", "max_tokens": 4}}
+        await http.post("/alpha/inference/chat-completion", json=warm)
+
+        async def one() -> None:
+            response = await http.post("/alpha/inference/chat-completion", json=body)
+            assert response.json()["completion_message"]["stop_reason"] == "out_of_tokens"
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(streams)))
+        return streams * tokens / (time.perf_counter() - started)
+
+
+def raw_figures(model_dir: Path, tokens: int, batch: int) -> tuple[float, float, int]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llama_stack.apis.common import UserMessage
+    from llama_stack.models.chat_format import encode_dialog
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    prompt = encode_dialog([UserMessage(content=PROMPT)], model_id=MODEL)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    return raw_generate(model, prompt, tokens, 1, "cpu"), raw_generate(model, prompt, tokens, batch, "cpu"), len(prompt)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--port", type=int, default=5077)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-demo-") as scratch:
+        state = Path(scratch)
+        process, cold = start_demo(args.port, state)  # builds the tiny model on first use
+        process.terminate()
+        process.wait()
+        process, warm = start_demo(args.port, state)
+        try:
+            base_url = f"http://127.0.0.1:{args.port}"
+            server_one = asyncio.run(through_server(base_url, args.tokens, 1))
+            server_many = asyncio.run(through_server(base_url, args.tokens, args.concurrency))
+        finally:
+            process.terminate()
+            process.wait()
+        raw_one, raw_many, prompt_tokens = raw_figures(state / "tiny" / MODEL, args.tokens, args.concurrency)
+
+    n = args.concurrency
+    print(f"startup to healthy: {cold:.2f}s first run (builds the tiny model), {warm:.2f}s after")
+    print(f"prompt {prompt_tokens} tokens, {args.tokens} new tokens per request, CPU")
+    print(f"raw generate, batch 1            {raw_one:8.1f} tok/s")
+    print(f"raw generate, static batch {n}     {raw_many:8.1f} tok/s")
+    print(f"server, 1 stream                 {server_one:8.1f} tok/s  ({server_one / raw_one:.2f}x raw batch 1)")
+    print(
+        f"server, {n} concurrent requests    {server_many:8.1f} tok/s  ({server_many / server_one:.2f}x server "
+        f"single, {server_many / raw_many:.2f}x raw batch {n})"
+    )
+
+
+if __name__ == "__main__":
+    main()
