@@ -77,7 +77,8 @@ def raw_figures(model_dir: Path, tokens: int, batch: int) -> tuple[float, float,
 
     torch.set_num_threads(os.cpu_count() or 1)
     prompt = encode_dialog([UserMessage(content=PROMPT)], model_id=MODEL)
-    model: Any = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
     return raw_generate(model, prompt, tokens, 1, "cpu"), raw_generate(model, prompt, tokens, batch, "cpu"), len(prompt)
 
 
