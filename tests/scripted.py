@@ -24,6 +24,7 @@ from llama_stack.apis.inference import (
 )
 from llama_stack.apis.models import Model
 from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.request_context import provider_value
 
 
 class ScriptedConfig(BaseModel):
@@ -35,7 +36,8 @@ class ScriptedConfig(BaseModel):
 
 
 class ScriptedInference:
-    """Echoes the last user message word by word. Special prompts drive failure paths:
+    """Echoes the last user message word by word, after a prefix that the request's provider data
+    may override (`reply_prefix`). Special prompts drive failure paths:
     'fail-now' fails before the first token, 'fail-midway' after two tokens, 'forever' never ends."""
 
     def __init__(self, config: ScriptedConfig) -> None:
@@ -54,7 +56,8 @@ class ScriptedInference:
         self.registered.remove(model_id)
 
     def _reply(self, prompt: str) -> str:
-        return f"{self.config.reply_prefix}{prompt}"
+        prefix = provider_value("reply_prefix") or self.config.reply_prefix
+        return f"{prefix}{prompt}"
 
     async def _words(self, prompt: str) -> AsyncIterator[str]:
         if prompt == "fail-now":

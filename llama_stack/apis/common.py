@@ -118,6 +118,8 @@ class SamplingParams(WireModel):
     top_k: int | None = Field(default=0, ge=0)
     max_tokens: int | None = Field(default=0, ge=0)
     repetition_penalty: float | None = Field(default=1.0, gt=0.0)
+    # Not in v0.0.63; lets a client (and the OpenAI face) ask for reproducible sampling.
+    seed: int | None = None
 
 
 class ToolParamDefinition(WireModel):

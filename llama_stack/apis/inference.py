@@ -70,9 +70,22 @@ class EmbeddingsRequest(WireModel):
     contents: list[InterleavedContent] = Field(min_length=1)
 
 
+class Usage(WireModel):
+    """Token counts. Not in the v0.0.63 wire format (its client ignores the field); the OpenAI
+    face reports it, and providers fill it in whenever they know the counts."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 class ChatCompletionResponse(WireModel):
     completion_message: CompletionMessage
     logprobs: list[TokenLogProbs] | None = None
+    usage: Usage | None = None
 
 
 class ChatCompletionEventType(StrEnum):
@@ -98,6 +111,7 @@ class ChatCompletionResponseEvent(WireModel):
     delta: str | ToolCallDelta
     logprobs: list[TokenLogProbs] | None = None
     stop_reason: StopReason | None = None
+    usage: Usage | None = None  # on the `complete` event
 
 
 class ChatCompletionResponseStreamChunk(WireModel):
@@ -108,16 +122,19 @@ class CompletionResponse(WireModel):
     content: str
     stop_reason: StopReason
     logprobs: list[TokenLogProbs] | None = None
+    usage: Usage | None = None
 
 
 class CompletionResponseStreamChunk(WireModel):
     delta: str
     stop_reason: StopReason | None = None
     logprobs: list[TokenLogProbs] | None = None
+    usage: Usage | None = None  # on the last chunk
 
 
 class EmbeddingsResponse(WireModel):
     embeddings: list[list[float]]
+    usage: Usage | None = None
 
 
 class Inference(Protocol):

@@ -9,61 +9,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llama_stack.apis.inspect import RouteInfo
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import RunConfig
-from llama_stack.server.errors import EXCEPTION_HANDLERS, error_response
+from llama_stack.server.errors import EXCEPTION_HANDLERS
 from llama_stack.server.llama_routes import llama_router
+from llama_stack.server.middleware import BodySizeLimit, ProviderData
 from llama_stack.server.params import json_response
 
 log = logging.getLogger(__name__)
-
-
-class BodySizeLimit:
-    """Answers 413 before a handler reads a body over the limit (declared or actually sent)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(scope, receive, send)
-                return
-        received = 0
-        rejected = False
-
-        async def limited_receive() -> Message:
-            # Frameworks turn exceptions raised while reading a body into their own 400, so an
-            # oversized chunked body is answered here and the app is told the client left.
-            nonlocal received, rejected
-            if rejected:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    rejected = True
-                    await self._reject(scope, receive, send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if not rejected:
-                await send(message)
-
-        await self.app(scope, limited_receive, guarded_send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"request body is larger than the limit of {self.max_bytes} bytes"
-        await error_response(413, message, scope["path"])(scope, receive, send)
 
 
 API_OF_PREFIX = {
@@ -119,6 +75,7 @@ def _assemble(stack: Stack, lifespan: object) -> FastAPI:
     async def routes_list() -> object:
         return json_response(routes)
 
+    app.add_middleware(ProviderData)
     app.add_middleware(BodySizeLimit, max_bytes=stack.config.server.max_request_bytes)
     app.state.stack = stack
     return app

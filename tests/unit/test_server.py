@@ -69,7 +69,12 @@ async def test_chat_stream_is_sse_without_done(client: httpx.AsyncClient) -> Non
 
 async def test_completion_stream_and_not(client: httpx.AsyncClient) -> None:
     plain = await client.post("/alpha/inference/completion", json={"model_id": "echo", "content": "x y"})
-    assert plain.json() == {"content": "echo: x y", "stop_reason": "end_of_turn", "logprobs": None}
+    assert plain.json() | {"usage": None} == {
+        "content": "echo: x y",
+        "stop_reason": "end_of_turn",
+        "logprobs": None,
+        "usage": None,
+    }
     streamed = await client.post(
         "/alpha/inference/completion", json={"model_id": "echo", "content": "x y", "stream": True}
     )
@@ -162,6 +167,23 @@ async def test_apis_without_provider_answer_501_naming_what_to_add(client: httpx
 
     response = await client.post("/alpha/eval/run-eval", json={})
     assert response.status_code == 501 and "eval API is not part of this stack" in response.text
+
+
+async def test_provider_data_header_must_be_a_json_object(client: httpx.AsyncClient) -> None:
+    headers = {"X-LlamaStack-ProviderData": "not json"}
+    response = await client.post("/alpha/inference/chat-completion", json=chat_body("x"), headers=headers)
+    assert response.status_code == 400
+    assert "X-LlamaStack-ProviderData header must be a JSON object" in response.json()["error"]["message"]
+    headers = {"X-LlamaStack-ProviderData": '{"reply_prefix": "per-request: "}'}
+    for stream in (False, True):
+        response = await client.post(
+            "/alpha/inference/chat-completion", json=chat_body("x", stream=stream), headers=headers
+        )
+        if stream:
+            text = "".join(event["event"]["delta"] for event in sse_events(response.text))
+        else:
+            text = response.json()["completion_message"]["content"]
+        assert text == "per-request: x"
 
 
 async def test_unknown_route_is_404_and_wrong_method_405(client: httpx.AsyncClient) -> None:
