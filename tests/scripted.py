@@ -4,11 +4,11 @@ routing behaviour can be asserted exactly. It is installed in-process with insta
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from pydantic import BaseModel
 
-from llama_stack.apis.common import CompletionMessage, StopReason, content_text
+from llama_stack.apis.common import CompletionMessage, StopReason, ToolCall, content_text
 from llama_stack.apis.errors import InvalidRequest, UpstreamError
 from llama_stack.apis.inference import (
     ChatCompletionEventType,
@@ -21,6 +21,9 @@ from llama_stack.apis.inference import (
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    ToolCallDelta,
+    ToolCallParseStatus,
+    Usage,
 )
 from llama_stack.apis.models import Model
 from llama_stack.distribution.provider import Api, Deps, ProviderSpec
@@ -59,7 +62,7 @@ class ScriptedInference:
         prefix = provider_value("reply_prefix") or self.config.reply_prefix
         return f"{prefix}{prompt}"
 
-    async def _words(self, prompt: str) -> AsyncIterator[str]:
+    async def _words(self, prompt: str) -> AsyncGenerator[str, None]:
         if prompt == "fail-now":
             raise UpstreamError("scripted backend refused the request")
         self.active_streams += 1
@@ -80,20 +83,43 @@ class ScriptedInference:
             self.active_streams -= 1
 
     async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
-        text = "".join([word async for word in self._words(content_text(request.messages[-1].content))])
-        message = CompletionMessage(content=text, stop_reason=StopReason.end_of_turn)
-        return ChatCompletionResponse(completion_message=message)
+        prompt = content_text(request.messages[-1].content)
+        call = _weather_call(request)
+        if call is not None:
+            message = CompletionMessage(content="", tool_calls=[call], stop_reason=StopReason.end_of_message)
+            return ChatCompletionResponse(completion_message=message, usage=_usage(prompt, ""))
+        words = [word async for word in self._words(prompt)][: _limit(request.sampling_params.max_tokens)]
+        stop = StopReason.out_of_tokens if _truncated(self._reply(prompt), words) else StopReason.end_of_turn
+        message = CompletionMessage(content="".join(words), stop_reason=stop)
+        return ChatCompletionResponse(completion_message=message, usage=_usage(prompt, "".join(words)))
 
     async def chat_completion_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        words = self._words(content_text(request.messages[-1].content))
+        prompt = content_text(request.messages[-1].content)
+        call = _weather_call(request)
+        if call is not None:
+            yield _chat_chunk(ChatCompletionEventType.start, "")
+            started = ToolCallDelta(content="", parse_status=ToolCallParseStatus.started)
+            yield _chat_chunk(ChatCompletionEventType.progress, started)
+            done = ToolCallDelta(content=call, parse_status=ToolCallParseStatus.success)
+            yield _chat_chunk(ChatCompletionEventType.progress, done)
+            yield _chat_chunk(ChatCompletionEventType.complete, "", StopReason.end_of_message, _usage(prompt, ""))
+            return
+        words = self._words(prompt)
         first = await anext(words)
         yield _chat_chunk(ChatCompletionEventType.start, "")
         yield _chat_chunk(ChatCompletionEventType.progress, first)
+        sent = [first]
+        limit = _limit(request.sampling_params.max_tokens)
         async for word in words:
+            if len(sent) == limit:
+                await words.aclose()
+                break
+            sent.append(word)
             yield _chat_chunk(ChatCompletionEventType.progress, word)
-        yield _chat_chunk(ChatCompletionEventType.complete, "", StopReason.end_of_turn)
+        stop = StopReason.out_of_tokens if _truncated(self._reply(prompt), sent) else StopReason.end_of_turn
+        yield _chat_chunk(ChatCompletionEventType.complete, "", stop, _usage(prompt, "".join(sent)))
 
     async def completion(self, request: CompletionRequest) -> CompletionResponse:
         text = "".join([word async for word in self._words(content_text(request.content))])
@@ -109,11 +135,35 @@ class ScriptedInference:
 
 
 def _chat_chunk(
-    kind: ChatCompletionEventType, delta: str, stop: StopReason | None = None
+    kind: ChatCompletionEventType,
+    delta: str | ToolCallDelta,
+    stop: StopReason | None = None,
+    usage: Usage | None = None,
 ) -> ChatCompletionResponseStreamChunk:
     return ChatCompletionResponseStreamChunk(
-        event=ChatCompletionResponseEvent(event_type=kind, delta=delta, stop_reason=stop)
+        event=ChatCompletionResponseEvent(event_type=kind, delta=delta, stop_reason=stop, usage=usage)
     )
+
+
+def _limit(max_tokens: int | None) -> int:
+    """The scripted model's tokens are words."""
+    return max_tokens or 1_000_000
+
+
+def _truncated(reply: str, words: list[str]) -> bool:
+    return "".join(words) != reply
+
+
+def _usage(prompt: str, reply: str) -> Usage:
+    return Usage(prompt_tokens=len(prompt.split()), completion_tokens=len(reply.split()))
+
+
+def _weather_call(request: ChatCompletionRequest) -> ToolCall | None:
+    """Asked about the weather in Paris with a get_weather tool on offer, it calls the tool."""
+    asks = "weather in Paris" in content_text(request.messages[-1].content)
+    if asks and any(tool.tool_name == "get_weather" for tool in request.tools):
+        return ToolCall(call_id="call-1", tool_name="get_weather", arguments={"city": "Paris"})
+    return None
 
 
 async def _factory(config: ScriptedConfig, deps: Deps) -> ScriptedInference:

@@ -17,6 +17,7 @@ from llama_stack.distribution.spec import RunConfig
 from llama_stack.server.errors import EXCEPTION_HANDLERS
 from llama_stack.server.llama_routes import llama_router
 from llama_stack.server.middleware import BodySizeLimit, ProviderData
+from llama_stack.server.openai_routes import openai_router
 from llama_stack.server.params import json_response
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def _assemble(stack: Stack, lifespan: object) -> FastAPI:
         app.add_exception_handler(exc_class, handler)
     alpha = llama_router(stack)
     app.include_router(alpha)
+    app.include_router(openai_router(stack))
     routes = route_listing(alpha.routes, stack)
 
     @app.get("/alpha/routes/list")

@@ -107,6 +107,8 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
         return error_response(400, "request body is not valid JSON", request.url.path)
     details = [{"field": _field(tuple(p["loc"])), "message": p["msg"]} for p in problems[:20]]
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:3])
+    if request.url.path.startswith("/v1/"):  # OpenAI answers schema violations with 400 and the param
+        return error_response(400, f"invalid request: {summary}", request.url.path, {"param": details[0]["field"]})
     return error_response(422, f"invalid request: {summary}", request.url.path, {"details": details})
 
 

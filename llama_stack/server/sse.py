@@ -1,12 +1,14 @@
-"""Server-sent events for the /alpha face: `data: <json>\\n\\n` frames, no [DONE], errors mid-stream
-as an error event. The first chunk is awaited before any header is sent, so a request that fails
-at once (unknown model, prompt too long) still gets its proper status code."""
+"""Server-sent events: `data: <json>\\n\\n` frames, errors mid-stream as an error event, and an
+optional trailer (the /v1 face's `data: [DONE]`; the /alpha face has none). The first chunk is awaited
+before any header is sent, so a request that fails at once (unknown model, prompt too long) still
+gets its proper status code."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
@@ -28,8 +30,8 @@ def _error_frame(error: BaseException) -> bytes:
 
 
 async def sse_response(
-    chunks: AsyncIterator[BaseModel],
-    frame: Callable[[BaseModel], bytes] = _frame,
+    chunks: AsyncIterator[Any],
+    frame: Callable[[Any], bytes] = _frame,
     error_frame: Callable[[BaseException], bytes] = _error_frame,
     trailer: bytes = b"",
 ) -> StreamingResponse:
@@ -61,7 +63,7 @@ async def sse_response(
     return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-async def _close(chunks: AsyncIterator[BaseModel]) -> None:
+async def _close(chunks: AsyncIterator[Any]) -> None:
     aclose = getattr(chunks, "aclose", None)
     if aclose is not None:
         await aclose()
