@@ -33,9 +33,10 @@ PROVIDER_APIS = (Api.inference, Api.safety, Api.memory, Api.agents)
 
 @dataclass(frozen=True)
 class Deps:
-    """What a provider may call: the routers of the APIs it declared in `depends_on`.
-    Routers are the same objects the server uses, so a shield calling inference goes through
-    the routing table like any client request."""
+    """What a provider may call: the routers of the APIs it declared in `depends_on` (and those of
+    `optional_depends_on` that are served). Routers are the same objects the server uses, so a
+    shield calling inference goes through the routing table like any client request. The
+    registries (models, shields, memory_banks) are always available to declare."""
 
     apis: Mapping[Api, Any] = field(default_factory=dict)
 
@@ -43,6 +44,10 @@ class Deps:
         if api not in self.apis:
             raise KeyError(f"provider did not declare a dependency on the {api.value} API")
         return self.apis[api]
+
+    def get(self, api: Api) -> Any | None:
+        """An optional dependency: None when the distribution does not serve that API."""
+        return self.apis.get(api)
 
 
 ProviderFactory = Callable[[Any, Deps], Awaitable[Any]]
@@ -60,6 +65,8 @@ class ProviderSpec:
     extra: str | None = None
     pip_packages: tuple[str, ...] = ()
     depends_on: tuple[Api, ...] = ()
+    # APIs used when the distribution serves them (Deps.get returns None otherwise).
+    optional_depends_on: tuple[Api, ...] = ()
 
     def missing_modules(self) -> list[str]:
         return [name for name in self.required_modules if importlib.util.find_spec(name) is None]

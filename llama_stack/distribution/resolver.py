@@ -81,11 +81,17 @@ def _specs(config: RunConfig) -> dict[Api, list[tuple[int, ProviderSpec, BaseMod
     return resolved
 
 
+REGISTRIES = (Api.models, Api.shields, Api.memory_banks)
+
+
 def _api_order(specs: dict[Api, list[tuple[int, ProviderSpec, BaseModel]]]) -> list[Api]:
     graph: dict[Api, set[Api]] = {api: set() for api in specs}
     for api, entries in specs.items():
         for _, spec, _ in entries:
+            graph[api].update(optional for optional in spec.optional_depends_on if optional in specs)
             for needed in spec.depends_on:
+                if needed in REGISTRIES:
+                    continue
                 if needed not in specs:
                     raise ConfigError(
                         f"providers.{api.value}: '{spec.provider_type}' needs the {needed.value} API, "
@@ -156,12 +162,14 @@ async def build_stack(config: RunConfig) -> Stack:
         shields=ShieldsTable({}, store),
         memory_banks=MemoryBanksTable({}, store, models),
     )
+    stack.routers.update({Api.models: stack.models, Api.shields: stack.shields, Api.memory_banks: stack.memory_banks})
     try:
         for api in order:
             impls: dict[str, Any] = {}
             for index, spec, provider_config in specs[api]:
                 entry = config.providers[api][index]
-                deps = Deps({needed: stack.routers[needed] for needed in spec.depends_on})
+                wanted = (*spec.depends_on, *spec.optional_depends_on)
+                deps = Deps({api: stack.routers[api] for api in wanted if api in stack.routers})
                 try:
                     impl = await spec.factory(provider_config, deps)
                 except (StackError, OSError, ValueError, RuntimeError) as e:
