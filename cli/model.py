@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .download import download
 from .errors import UserError, user_errors
 
 if TYPE_CHECKING:
     from llama_models.sku_types import Model
 
-app = typer.Typer(no_args_is_help=True, help="Llama models: list them, show their prompt formats.")
+app = typer.Typer(no_args_is_help=True, help="Llama models: list them, download them, show their prompt formats.")
+app.command("download")(download)
 
 LIST_HINT = "run `llama model list --show-all` for the model names"
 
@@ -61,9 +63,17 @@ def in_hf_cache(repo_id: str | None) -> bool:
 @app.command("list")
 def list_models(
     show_all: Annotated[bool, typer.Option("--show-all", help="all models, not only the recommended ones")] = False,
+    downloaded: Annotated[
+        bool, typer.Option("--downloaded", help="only the models on this machine, with their paths and sizes")
+    ] = False,
 ) -> None:
     """List Llama models: descriptor, Hugging Face repo, context length, and whether it is cached here."""
     with user_errors():
+        if downloaded:
+            from .download import print_downloaded
+
+            print_downloaded()
+            return
         from llama_models.sku_list import all_registered_models
         from rich.console import Console
         from rich.markup import escape
