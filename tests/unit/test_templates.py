@@ -21,7 +21,7 @@ from llama_stack.distribution.templates import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["demo", "local"]
+SHIPPED = ["demo", "local", "ollama", "vllm", "tgi", "together", "fireworks", "databricks", "bedrock"]
 
 
 def test_the_shipped_distributions_are_found_by_name() -> None:
