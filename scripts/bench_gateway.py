@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import yaml
 
-MODEL = "bench-model"
+MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 PROMPT = [{"role": "user", "content": "Say hello."}]
 
 
