@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh "torch,embeddings,redis,postgres,ollama,openai,bedrock,dev"
 bash scripts/install-test-servers.sh
-export PATH="$PWD/.venv/bin:$PATH"
+SEMGREP_BIN="$(bash scripts/install-codeshield.sh)"
+export PATH="$PWD/.venv/bin:$SEMGREP_BIN:$PATH"
 
 echo "== ruff"; ruff check . && ruff format --check .
 echo "== mypy"; mypy

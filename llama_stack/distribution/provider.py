@@ -67,12 +67,16 @@ class ProviderSpec:
     depends_on: tuple[Api, ...] = ()
     # APIs used when the distribution serves them (Deps.get returns None otherwise).
     optional_depends_on: tuple[Api, ...] = ()
+    # For packages an extra cannot express (conflicting pins, binaries from another venv).
+    install_hint: str | None = None
 
     def missing_modules(self) -> list[str]:
         return [name for name in self.required_modules if importlib.util.find_spec(name) is None]
 
     @property
     def pip_command(self) -> str:
+        if self.install_hint:
+            return self.install_hint
         if self.extra:
             return f"pip install 'llamastack-lite[{self.extra}]'"
         return "pip install " + " ".join(f"'{p}'" for p in self.pip_packages)

@@ -26,6 +26,7 @@ from llama_stack.apis.memory_banks import RegisterMemoryBankRequest, UnregisterM
 from llama_stack.apis.models import RegisterModelRequest, UnregisterModelRequest
 from llama_stack.apis.safety import RunShieldRequest
 from llama_stack.apis.shields import RegisterShieldRequest
+from llama_stack.distribution.guardrails import Guardrails, guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack
 from llama_stack.server.params import json_response, query_and_body
@@ -73,10 +74,12 @@ def llama_router(stack: Stack) -> APIRouter:
     apis = Routers(stack)
 
     @router.post("/inference/chat-completion")
-    async def chat_completion(request: ChatCompletionRequest) -> Response:
+    async def chat_completion(request: ChatCompletionRequest, http: Request) -> Response:
+        # Shields asked for in the body's `guardrails` field wrap the call (docs/safety.md).
+        chat = await guarded_chat(stack, apis[Api.inference], Guardrails.from_body(await http.json()))
         if request.stream:
-            return await sse_response(await apis[Api.inference].chat_completion_stream(request))
-        return json_response(await apis[Api.inference].chat_completion(request))
+            return await sse_response(await chat.chat_completion_stream(request))
+        return json_response(await chat.chat_completion(request))
 
     @router.post("/inference/completion")
     async def completion(request: CompletionRequest) -> Response:

@@ -9,7 +9,7 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llama_stack.apis.common import content_text
@@ -23,6 +23,7 @@ from llama_stack.apis.inference import (
     ToolCallParseStatus,
 )
 from llama_stack.apis.models import ModelType
+from llama_stack.distribution.guardrails import Guardrails, guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack
 from llama_stack.server import openai_types as oai
@@ -81,16 +82,19 @@ def openai_router(stack: Stack) -> APIRouter:
         return json_response({"id": model.identifier, "object": "model", "created": 0, "owned_by": model.provider_id})
 
     @router.post("/chat/completions")
-    async def chat_completions(body: oai.ChatCompletionsRequest) -> Response:
+    async def chat_completions(body: oai.ChatCompletionsRequest, http: Request) -> Response:
         request = to_chat_request(body)
         stops = stop_sequences(body.stop)
         completion_id, created = new_id("chatcmpl"), now()
+        # Shields asked for with extra_body={"guardrails": ...} wrap the call (docs/safety.md); a
+        # violation ends the answer with finish_reason "content_filter".
+        chat = await guarded_chat(stack, _inference(stack), Guardrails.from_body(await http.json()))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = await _inference(stack).chat_completion_stream(request)
+            chunks = await chat.chat_completion_stream(request)
             stream = _chat_stream(chunks, completion_id, created, body.model, stops, include_usage)
-            return await sse_response(stream, frame=_frame, error_frame=_error_frame, trailer=DONE)
-        response = await _inference(stack).chat_completion(request)
+            return await sse_response(chat.openai_stream(stream), frame=_frame, error_frame=_error_frame, trailer=DONE)
+        response = await chat.chat_completion(request)
         message = response.completion_message
         text, stopped = cut_at_stop(content_text(message.content), stops)
         calls = [tool_call_body(call) for call in message.tool_calls]
@@ -104,14 +108,16 @@ def openai_router(stack: Stack) -> APIRouter:
             "logprobs": chat_logprobs(response.logprobs),
         }
         return json_response(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": body.model,
-                "choices": [choice],
-                "usage": usage_body(response.usage),
-            }
+            chat.openai_payload(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": body.model,
+                    "choices": [choice],
+                    "usage": usage_body(response.usage),
+                }
+            )
         )
 
     @router.post("/completions")
