@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from llama_stack.apis.common import SamplingParams, ToolDefinition, ToolParamDefinition, UserMessage
+from llama_stack.apis.common import (
+    SamplingParams,
+    SamplingStrategy,
+    ToolCall,
+    ToolDefinition,
+    ToolParamDefinition,
+    UserMessage,
+)
 from llama_stack.apis.errors import StackError
 from llama_stack.apis.inference import (
     ChatCompletionEventType,
@@ -28,7 +35,7 @@ from llama_stack.apis.models import Model
 from tests.providers.contract import EMBEDDINGS, IMAGES, JSON_SCHEMA, LOGPROBS, TOOLS, InferenceBackend
 
 BACKENDS = ["transformers", "ollama", "openai_compat", "bedrock"]
-GREEDY = SamplingParams(strategy="greedy", max_tokens=12)
+GREEDY = SamplingParams(strategy=SamplingStrategy.greedy, max_tokens=12)
 RED_PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 WEATHER = ToolDefinition(
     tool_name="get_weather",
@@ -79,7 +86,7 @@ async def test_max_tokens_stops_with_out_of_tokens_and_counts_usage(backend: Inf
     request = chat(
         backend,
         "Write a long essay on the history of wool.",
-        sampling_params=SamplingParams(strategy="greedy", max_tokens=3),
+        sampling_params=SamplingParams(strategy=SamplingStrategy.greedy, max_tokens=3),
     )
     response = await backend.provider.chat_completion(request)
     assert response.completion_message.stop_reason == "out_of_tokens"
@@ -91,7 +98,7 @@ async def test_completion_stream_matches_the_whole_answer(backend: InferenceBack
     request = CompletionRequest(
         model_id=backend.model.provider_resource_id,
         content="Once upon a time",
-        sampling_params=SamplingParams(strategy="greedy", max_tokens=6),
+        sampling_params=SamplingParams(strategy=SamplingStrategy.greedy, max_tokens=6),
     )
     whole = await backend.provider.completion(request)
     chunks = [chunk async for chunk in backend.provider.completion_stream(request)]
@@ -102,7 +109,11 @@ async def test_completion_stream_matches_the_whole_answer(backend: InferenceBack
 async def test_closing_a_stream_stops_the_work_behind_it(backend: InferenceBackend) -> None:
     if backend.open_streams is None:
         pytest.skip(f"{backend.name} cannot count its open streams")
-    request = chat(backend, "Count to one thousand.", sampling_params=SamplingParams(strategy="greedy", max_tokens=500))
+    request = chat(
+        backend,
+        "Count to one thousand.",
+        sampling_params=SamplingParams(strategy=SamplingStrategy.greedy, max_tokens=500),
+    )
     stream = backend.provider.chat_completion_stream(request)
     for _ in range(3):
         await anext(stream)
@@ -162,7 +173,7 @@ async def test_logprobs_give_the_top_k_per_token(backend: InferenceBackend) -> N
     request = chat(
         backend,
         "Hello",
-        sampling_params=SamplingParams(strategy="greedy", max_tokens=4),
+        sampling_params=SamplingParams(strategy=SamplingStrategy.greedy, max_tokens=4),
         logprobs=LogProbConfig(top_k=2),
     )
     response = await backend.provider.chat_completion(request)
@@ -184,7 +195,7 @@ async def test_json_schema_output_is_valid(backend: InferenceBackend) -> None:
         backend,
         "Describe a llama as JSON.",
         response_format=JsonSchemaResponseFormat(json_schema=schema),
-        sampling_params=SamplingParams(strategy="greedy", max_tokens=60),
+        sampling_params=SamplingParams(strategy=SamplingStrategy.greedy, max_tokens=60),
     )
     message = (await backend.provider.chat_completion(request)).completion_message
     jsonschema.validate(json.loads(str(message.content)), schema)
