@@ -8,19 +8,20 @@ the incremental decoding that streaming needs (a multi-byte UTF-8 character can 
 
 from __future__ import annotations
 
-import base64
 import codecs
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from llama_models.datatypes import BuiltinTool as RawBuiltinTool
 from llama_models.datatypes import RawContent, RawMediaItem, RawMessage, RawTextItem
 from llama_models.datatypes import StopReason as RawStopReason
 from llama_models.datatypes import ToolCall as RawToolCall
 from llama_models.datatypes import ToolPromptFormat as RawToolPromptFormat
-from llama_models.llama3.chat_format import ChatFormat
+from llama_models.llama3.chat_format import ChatFormat, LLMInput
 from llama_models.llama3.tokenizer import Tokenizer
+from PIL import Image as PIL_Image
 
 from llama_stack.apis.common import (
     BuiltinTool,
@@ -32,12 +33,17 @@ from llama_stack.apis.common import (
     SystemMessage,
     TextContentItem,
     ToolCall,
+    ToolChoice,
+    ToolDefinition,
     ToolPromptFormat,
     ToolResponseMessage,
     UserMessage,
     content_has_image,
+    content_text,
 )
 from llama_stack.apis.errors import InvalidRequest
+from llama_stack.models.images import image_bytes
+from llama_stack.models.tool_prompts import check_tool_prompt_format, tool_prompts
 
 
 @functools.cache
@@ -103,16 +109,7 @@ def to_raw_content(content: InterleavedContent, *, model_id: str, allow_images: 
 def _to_raw_item(item: TextContentItem | ImageContentItem) -> RawTextItem | RawMediaItem:
     if isinstance(item, TextContentItem):
         return RawTextItem(text=item.text)
-    return RawMediaItem(data=_image_bytes(item))
-
-
-def _image_bytes(item: ImageContentItem) -> bytes:
-    if item.data is not None:
-        return base64.b64decode(item.data)
-    if item.url is not None and item.url.uri.startswith("data:"):
-        _, _, payload = item.url.uri.partition(",")
-        return base64.b64decode(payload)
-    raise InvalidRequest("images must be given inline: base64 `data` or a data: URL")
+    return RawMediaItem(data=image_bytes(item))
 
 
 def _to_raw_tool_call(call: ToolCall) -> RawToolCall:
@@ -152,14 +149,77 @@ def encode_dialog(
     messages: Sequence[Message],
     *,
     model_id: str,
+    tools: Sequence[ToolDefinition] = (),
     tool_prompt_format: ToolPromptFormat | None = None,
+    tool_choice: ToolChoice = ToolChoice.auto,
     allow_images: bool = False,
+    today: date | None = None,
 ) -> list[int]:
     """Token ids of a chat prompt: <|begin_of_text|>, each message with its header and
-    <|eot_id|> (or <|eom_id|>), then the assistant header the model continues from."""
+    <|eot_id|> (or <|eom_id|>), then the assistant header the model continues from.
+
+    With `tools`, the tool definitions are rendered the way Llama 3.1 / 3.2 expect (see
+    llama_stack.models.tool_prompts): `tool_prompt_format` is checked against the model (None:
+    the model's default) and InvalidRequest names the supported ones. Without tools the prompt is
+    the conversation alone, exactly as given.
+    """
+    return list(
+        encode_dialog_input(
+            messages,
+            model_id=model_id,
+            tools=tools,
+            tool_prompt_format=tool_prompt_format,
+            tool_choice=tool_choice,
+            allow_images=allow_images,
+            today=today,
+        ).tokens
+    )
+
+
+def encode_dialog_input(
+    messages: Sequence[Message],
+    *,
+    model_id: str,
+    tools: Sequence[ToolDefinition] = (),
+    tool_prompt_format: ToolPromptFormat | None = None,
+    tool_choice: ToolChoice = ToolChoice.auto,
+    allow_images: bool = False,
+    today: date | None = None,
+) -> LLMInput:
+    """`encode_dialog` with the images too: llama-models' LLMInput, whose tokens hold the
+    <|image|> id (128256) where each image goes and whose `vision.images` are the PIL images."""
+    fmt = check_tool_prompt_format(model_id, tool_prompt_format) if tools else tool_prompt_format
+    if tools:
+        messages = with_tool_prompts(
+            messages, list(tools), fmt or ToolPromptFormat.json, tool_choice=tool_choice, today=today
+        )
     raw_messages = [to_raw_message(m, model_id=model_id, allow_images=allow_images) for m in messages]
-    raw_format = RawToolPromptFormat(tool_prompt_format.value) if tool_prompt_format else None
-    return list(get_chat_format().encode_dialog_prompt(raw_messages, raw_format).tokens)
+    raw_format = RawToolPromptFormat(fmt.value) if fmt else None
+    try:
+        return get_chat_format().encode_dialog_prompt(raw_messages, raw_format)
+    except (OSError, PIL_Image.DecompressionBombError) as exc:  # PIL could not read an image
+        raise InvalidRequest(f"an image in the messages could not be read as an image (PNG, JPEG, ...): {exc}") from exc
+
+
+def with_tool_prompts(
+    messages: Sequence[Message],
+    tools: list[ToolDefinition],
+    fmt: ToolPromptFormat,
+    *,
+    tool_choice: ToolChoice = ToolChoice.auto,
+    today: date | None = None,
+) -> list[Message]:
+    """The conversation with the tool preamble merged into its (first) system message, and for
+    the json / function_tag formats the custom tools described in a user message after it."""
+    rest = list(messages)
+    system_text: str | None = None
+    if rest and isinstance(rest[0], SystemMessage):
+        system_text = content_text(rest.pop(0).content)
+    system, instructions = tool_prompts(tools, fmt, tool_choice=tool_choice, system_text=system_text, today=today)
+    head: list[Message] = [SystemMessage(content=system)]
+    if instructions is not None:
+        head.append(UserMessage(content=instructions))
+    return head + rest
 
 
 def encode_completion(content: InterleavedContent, *, model_id: str, allow_images: bool = False) -> list[int]:

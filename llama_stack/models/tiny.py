@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,42 +60,52 @@ def _recipe(favour_token_id: int | None) -> dict[str, Any]:
     }
 
 
-def is_built(model_dir: Path, favour_token_id: int | None = None) -> bool:
+def is_built(model_dir: Path, favour_token_id: int | None = None, *, recipe: dict[str, Any] | None = None) -> bool:
     marker = model_dir / MARKER_FILE
     if not marker.is_file() or not (model_dir / "config.json").is_file():
         return False
+    expected = recipe if recipe is not None else _recipe(favour_token_id)
     try:
-        return bool(json.loads(marker.read_text()) == _recipe(favour_token_id))
+        return bool(json.loads(marker.read_text()) == expected)
     except (OSError, ValueError):
         return False
 
 
 def ensure_tiny_model(root: str | Path, name: str = TINY_MODEL_ID, *, favour_token_id: int | None = None) -> Path:
-    """The directory of the tiny model under `root`, building it first if it is not cached.
+    """The directory of the tiny model under `root`, building it first if it is not cached."""
+    return ensure_built(
+        root, name, _recipe(favour_token_id), lambda dest: build_tiny_model(dest, favour_token_id=favour_token_id)
+    )
+
+
+def ensure_built(root: str | Path, name: str, recipe: dict[str, Any], build: Callable[[Path], None]) -> Path:
+    """`root/name`, built by `build(dir)` unless a build of the same `recipe` is cached there.
 
     Built in a temporary sibling directory and renamed into place, so a reader never sees a
     half-written model and two processes building at once both end with the same complete one.
+    The recipe is written as the marker file last, so a stale or partial build is never reused.
     """
     root = Path(root).expanduser()
     model_dir = root / name
-    if is_built(model_dir, favour_token_id):
+    if is_built(model_dir, recipe=recipe):
         return model_dir
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-building-", dir=root))
     try:
-        build_tiny_model(staging, favour_token_id=favour_token_id)
-        _move_into_place(staging, model_dir, favour_token_id)
+        build(staging)
+        (staging / MARKER_FILE).write_text(json.dumps(recipe, indent=2))
+        _move_into_place(staging, model_dir, recipe)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return model_dir
 
 
-def _move_into_place(staging: Path, model_dir: Path, favour_token_id: int | None) -> None:
+def _move_into_place(staging: Path, model_dir: Path, recipe: dict[str, Any]) -> None:
     try:
         os.rename(staging, model_dir)
         return
     except OSError:
-        if is_built(model_dir, favour_token_id):
+        if is_built(model_dir, recipe=recipe):
             return  # another process finished first; its model is identical to ours
     # A stale build (older recipe) is in the way: move it aside, then take its place.
     stale = model_dir.with_name(f".{model_dir.name}-stale-{uuid.uuid4().hex[:8]}")
@@ -105,7 +116,7 @@ def _move_into_place(staging: Path, model_dir: Path, favour_token_id: int | None
     try:
         os.rename(staging, model_dir)
     except OSError:
-        if not is_built(model_dir, favour_token_id):
+        if not is_built(model_dir, recipe=recipe):
             raise
     shutil.rmtree(stale, ignore_errors=True)
 
@@ -140,4 +151,3 @@ def build_tiny_model(dest: str | Path, *, favour_token_id: int | None = None) ->
             embeddings[favour_token_id, 0] = 2 * FAVOUR_BOOST
     model.eval()
     model.save_pretrained(dest, safe_serialization=True)
-    (dest / MARKER_FILE).write_text(json.dumps(_recipe(favour_token_id), indent=2))

@@ -211,7 +211,9 @@ class ToolCallStreamParser:
         start = _first_marker(text)
         if start is not None:
             self._region = text[start:]
-            return self._emit(text[:start])
+            prefix = text[:start]
+            # Whitespace alone before a tool call is not content (as in parse_assistant_output).
+            return [] if self._at_start and not prefix.strip() else self._emit(prefix)
         keep = _marker_prefix_len(text)
         self._pending = text[len(text) - keep :]
         return self._emit(text[: len(text) - keep])

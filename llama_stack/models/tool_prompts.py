@@ -241,7 +241,7 @@ def tool_prompts(
         if len(custom) < len(tools):  # builtin tools: Llama 3.2's documented preamble has the dates
             system += date_block(today)
         if custom:
-            system += python_list_tools_prompt(custom) + "\n"
+            system += ("\n" if system else "") + python_list_tools_prompt(custom) + "\n"
     else:
         system += date_block(today)
         if custom:

@@ -43,6 +43,42 @@ def tiny_model_dir(tiny_model_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_tool_model_dir() -> Path:
+    """The tiny Llama trained to call get_weather (llama_stack.models.tiny_tools), cached across
+    sessions: training it takes tens of seconds on a busy CPU, loading it a blink."""
+    _require("torch", "transformers")
+    from llama_stack.models.tiny_tools import ensure_tiny_tool_model
+    from tests.providers.transformers_support import test_models_root
+
+    return ensure_tiny_tool_model(test_models_root())
+
+
+@pytest.fixture(scope="session")
+async def vision_provider(tiny_model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """inline::transformers with the tiny Mllama (tiny-random-llama-3-vision) registered."""
+    from llama_stack.models.tiny_vision import TINY_VISION_MODEL_ID
+    from llama_stack.providers.inference.transformers import TransformersInferenceConfig, get_provider_impl
+
+    config = TransformersInferenceConfig(
+        device="cpu",
+        tiny_model_dir=str(tiny_model_root),
+        hf_cache_dir=str(tmp_path_factory.mktemp("empty-hf-cache")),
+        max_seq_len=TINY_CONTEXT,
+    )
+    provider = await get_provider_impl(config, Deps())
+    await provider.register_model(
+        Model(
+            identifier=TINY_VISION_MODEL_ID,
+            provider_resource_id=TINY_VISION_MODEL_ID,
+            provider_id="transformers",
+            model_type=ModelType.llm,
+        )
+    )
+    yield provider
+    await provider.shutdown()
+
+
+@pytest.fixture(scope="session")
 async def transformers_provider(tiny_model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     """inline::transformers with the tiny model registered, as the router would set it up."""
     from llama_stack.providers.inference.transformers import TransformersInferenceConfig, get_provider_impl

@@ -34,7 +34,8 @@ from llama_stack.apis.inference import (
 from llama_stack.apis.models import Model
 from tests.providers.contract import EMBEDDINGS, IMAGES, JSON_SCHEMA, LOGPROBS, TOOLS, InferenceBackend
 
-BACKENDS = ["transformers", "ollama", "openai_compat", "bedrock"]
+# module[:opener] under tests/providers/backends; the opener defaults to open_backend.
+BACKENDS = ["transformers", "transformers:open_tool_backend", "ollama", "openai_compat", "bedrock"]
 GREEDY = SamplingParams(strategy=SamplingStrategy.greedy, max_tokens=12)
 RED_PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 WEATHER = ToolDefinition(
@@ -46,8 +47,9 @@ WEATHER = ToolDefinition(
 
 @pytest.fixture(params=BACKENDS, scope="module")
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[InferenceBackend]:
-    module = importlib.import_module(f"tests.providers.backends.{request.param}")
-    async with module.open_backend() as opened:
+    name, _, opener = str(request.param).partition(":")
+    module = importlib.import_module(f"tests.providers.backends.{name}")
+    async with getattr(module, opener or "open_backend")() as opened:
         yield opened
 
 

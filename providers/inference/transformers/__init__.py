@@ -1,4 +1,4 @@
-"""inline::transformers: Llama 3.x text models run in-process with Hugging Face transformers.
+"""inline::transformers: Llama 3.x text and vision models run in-process with Hugging Face transformers.
 
 Importing this package stays cheap (pydantic only): torch and transformers are imported by the
 factory, so a distribution that does not use this provider never loads them.
@@ -27,7 +27,7 @@ provider_spec = ProviderSpec(
     provider_type="inline::transformers",
     config_class=TransformersInferenceConfig,
     factory=get_provider_impl,
-    description="Llama 3.x text models run locally with Hugging Face transformers (CPU or GPU), "
+    description="Llama 3.x text and vision models run locally with Hugging Face transformers (CPU or GPU), "
     "prompted with the Llama 3 chat format; concurrent requests are batched",
     required_modules=("torch", "transformers"),
     extra="torch",

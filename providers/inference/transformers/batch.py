@@ -70,8 +70,11 @@ class DecodeBatch:
     def size(self) -> int:
         return len(self.lengths)
 
-    def prefill(self, prompt: Sequence[int]) -> tuple[torch.Tensor, Any]:
-        """Run a prompt alone; returns its last-position logits [vocab] and its cache."""
+    def prefill(self, prompt: Sequence[int], model_inputs: Any = None) -> tuple[torch.Tensor, Any]:
+        """Run a prompt alone; returns its last-position logits [vocab] and its cache.
+        A text model takes no `model_inputs` (images need a vision model's batch)."""
+        if model_inputs is not None:
+            raise ValueError("this model takes text only")
         input_ids = torch.tensor([list(prompt)], dtype=torch.long, device=self.device)
         cache = _new_cache(self.model)
         outputs = self.model(

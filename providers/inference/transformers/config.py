@@ -11,8 +11,9 @@ class TransformersInferenceConfig(BaseModel):
     """Where Llama 3.x weights live and how to run them.
 
     A model's `provider_resource_id` is resolved to weights in this order: the built-in
-    `tiny-random-llama-3` (built under `tiny_model_dir` on first use), an existing local
-    directory, `checkpoint_dir/<id>`, then a Hugging Face repo id already in the local HF cache.
+    `tiny-random-llama-3` / `tiny-random-llama-3-vision` (built under `tiny_model_dir` on first
+    use), an existing local directory, `checkpoint_dir/<id>`, then a Hugging Face repo id already
+    in the local HF cache.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +33,7 @@ class TransformersInferenceConfig(BaseModel):
         default=None, description="the Hugging Face hub cache to look in (default: HF_HUB_CACHE / ~/.cache)"
     )
     tiny_model_dir: str = Field(
-        default="~/.llama/tiny-models", description="where the tiny random test model is built and cached"
+        default="~/.llama/tiny-models", description="where the tiny random test models are built and cached"
     )
     max_seq_len: int = Field(
         default=4096, ge=16, description="context limit: prompt plus generated tokens, per request"

@@ -26,7 +26,7 @@ from llama_stack.apis.errors import ProviderError
 from llama_stack.models.chat_format import StopTokens
 
 from .batch import DecodeBatch
-from .sampling import SamplingConfig, TokenSampler, pick_tokens
+from .sampling import SamplingConfig, TokenConstraint, TokenSampler, pick_tokens, top_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,15 @@ class GenerationRequest:
     sampling: SamplingConfig
     stop_tokens: StopTokens
     seed: int | None = None
+    logprobs_top_k: int = 0  # > 0: each TokenEvent carries the k most likely tokens' logprobs
+    constraint: TokenConstraint | None = None  # constrained decoding (response_format)
+    model_inputs: Any = None  # extra prefill inputs for the model's DecodeBatch (images)
 
 
 @dataclass(frozen=True)
 class TokenEvent:
     token_id: int
+    top_logprobs: tuple[tuple[int, float], ...] | None = None  # (token id, logprob), best first
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ EngineEvent = TokenEvent | FinishEvent
 
 @dataclass(frozen=True)
 class EngineStats:
-    active: int  # sequences still generating
+    active: int  # sequences in the decode batch (a cancelled one until the worker drops it)
     waiting: int  # submitted, not yet admitted
     decode_steps: int  # forward passes over the batch since start
     generated_tokens: int  # tokens sampled since start (a final stop token included)
@@ -109,15 +113,19 @@ class _Sequence:
         self.tokens = list(self.request.prompt_tokens)
         self.generated = 0
         self.finished = False
-        self.sampler = TokenSampler(self.request.sampling, seed=self.request.seed, device=device)
+        self.sampler = TokenSampler(
+            self.request.sampling, seed=self.request.seed, device=device, constraint=self.request.constraint
+        )
 
-    def accept(self, token_id: int) -> None:
-        """Record the sampled token: emit it, or finish on a stop token or the token limit."""
+    def accept(self, token_id: int, logits: torch.Tensor) -> None:
+        """Record the sampled token (`logits`: the row it was picked from): emit it, or finish
+        on a stop token or the token limit."""
         stop_reason = self.request.stop_tokens.reason(token_id)
         if stop_reason is None:
             self.tokens.append(token_id)
             self.generated += 1
-            self.stream.emit(TokenEvent(token_id))
+            k = self.request.logprobs_top_k
+            self.stream.emit(TokenEvent(token_id, top_logprobs(logits, k) if k > 0 else None))
             if self.generated >= self.request.max_new_tokens:
                 stop_reason = StopReason.out_of_tokens
         if stop_reason is not None:
@@ -126,11 +134,20 @@ class _Sequence:
 
 
 class GenerationEngine:
-    def __init__(self, model: Any, *, name: str, max_batch_size: int = 8, prefill_token_budget: int = 2048) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str,
+        max_batch_size: int = 8,
+        prefill_token_budget: int = 2048,
+        batch: DecodeBatch | None = None,
+    ) -> None:
+        """`batch`: the model's DecodeBatch when it is not a plain causal LM (e.g. vision)."""
         self.name = name
         self.max_batch_size = max_batch_size
         self.prefill_token_budget = prefill_token_budget
-        self._batch = DecodeBatch(model)
+        self._batch = batch or DecodeBatch(model)
         self._active: list[_Sequence] = []  # row i of the batch is self._active[i]
         self._waiting: deque[GenerationStream] = deque()
         self._wakeup = threading.Condition()
@@ -154,7 +171,7 @@ class GenerationEngine:
     def stats(self) -> EngineStats:
         with self._wakeup:
             return EngineStats(
-                active=sum(1 for seq in self._active if not seq.finished and not seq.stream.cancelled),
+                active=sum(1 for seq in self._active if not seq.finished),  # cancelled: until dropped
                 waiting=len(self._waiting),
                 decode_steps=self._steps,
                 generated_tokens=self._generated,
@@ -219,16 +236,16 @@ class GenerationEngine:
             return
         sequence = _Sequence(stream, self._batch.device)
         try:
-            logits, cache = self._batch.prefill(sequence.tokens)
+            logits, cache = self._batch.prefill(sequence.tokens, sequence.request.model_inputs)
             token_id = pick_tokens(logits.unsqueeze(0), [sequence.sampler], [sequence.tokens])[0]
-            sequence.accept(token_id)
+            self._count_generated(1)
+            sequence.accept(token_id, logits)
             if not sequence.finished:
                 self._batch.join(cache, len(sequence.tokens) - 1)
         except Exception as exc:  # only this request fails: the batch is left as it was
             log.exception("prefill failed for model %s", self.name)
             stream.emit(ProviderError(f"generation failed on model {self.name}: {exc}"))
             return
-        self._count_generated(1)
         if not sequence.finished:
             self._active.append(sequence)
 
@@ -239,12 +256,12 @@ class GenerationEngine:
             [sequence.sampler for sequence in self._active],
             [sequence.tokens for sequence in self._active],
         )
-        for sequence, token_id in zip(self._active, next_tokens, strict=True):
-            sequence.accept(token_id)
-        with self._wakeup:
+        with self._wakeup:  # counted before the tokens go out, so a consumer sees its tokens counted
             self._steps += 1
             self._generated += len(next_tokens)
             self._largest_batch = max(self._largest_batch, len(next_tokens))
+        for row, (sequence, token_id) in enumerate(zip(self._active, next_tokens, strict=True)):
+            sequence.accept(token_id, logits[row])
 
     def _drop_done(self) -> None:
         keep = [

@@ -1,8 +1,13 @@
-"""The inline::transformers Inference provider: Llama 3.x text models run in-process.
+"""The inline::transformers Inference provider: Llama 3.x text and vision models run in-process.
 
 Each registered model is loaded once and gets its own GenerationEngine (a worker thread that
-batches that model's concurrent requests). This module turns API requests into token prompts
-with the Llama 3 chat format, and the engine's token events back into API chunks.
+batches that model's concurrent requests; a vision model takes them one at a time). Requests
+become prompts in requests.py (Llama 3 chat format, tools, images, response_format), generate
+as Steps here, and become API results in responses.py (text, tool calls, logprobs, usage).
+
+Device and dtype come from the config. On a GPU this runs the same eager decode loop with a
+dynamic KV cache as on the CPU: the static-cache / torch.compile path is not taken yet, as it
+could not be tested without a GPU.
 """
 
 from __future__ import annotations
@@ -10,35 +15,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from llama_stack.apis.common import CompletionMessage, SamplingParams, StopReason
-from llama_stack.apis.errors import InvalidRequest, ModelNotFound, NotImplementedYet
+from llama_stack.apis.errors import InvalidRequest, ModelNotFound
 from llama_stack.apis.inference import (
-    ChatCompletionEventType,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatCompletionResponseEvent,
     ChatCompletionResponseStreamChunk,
     CompletionRequest,
     CompletionResponse,
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    Usage,
 )
 from llama_stack.apis.models import Model, ModelType
-from llama_stack.models.chat_format import (
-    StreamDecoder,
-    encode_completion,
-    encode_dialog,
-    llama3_stop_tokens,
-)
+from llama_stack.models.chat_format import StreamDecoder, encode_completion, llama3_stop_tokens
 
+from .batch import DecodeBatch
 from .config import TransformersInferenceConfig
 from .engine import FinishEvent, GenerationEngine, GenerationRequest, TokenEvent
+from .requests import EncodedChat, GenerationPlan, encode_chat, encode_chat_now, needs_fetch, plan_chat, plan_completion
+from .responses import ChatStreamAssembler, Collected, CompletionStreamAssembler, Step, token_logprobs
 from .sampling import SamplingConfig
+from .structured import json_constraint
+from .vision import VisionDecodeBatch, is_vision_checkpoint, load_image_processor, load_vision_model
 from .weights import load_causal_lm, pick_device, pick_dtype, resolve_weights
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,8 @@ class LoadedModel:
     context_length: int
     engine: GenerationEngine
     load_seconds: float
+    image_processor: Any | None = None  # set for a vision (Mllama) model
+    model: Any = None  # the torch module, on its device and in its dtype
 
 
 class TransformersInference:
@@ -107,13 +113,24 @@ class TransformersInference:
         started = time.perf_counter()
         weights = resolve_weights(resource_id, self.config)
         device = pick_device(self.config.device)
-        model = load_causal_lm(weights.path, device, pick_dtype(self.config.dtype, device))
-        model_limit = getattr(model.config, "max_position_embeddings", None) or self.config.max_seq_len
+        dtype = pick_dtype(self.config.dtype, device)
+        image_processor = None
+        if is_vision_checkpoint(weights.path):
+            model = load_vision_model(weights.path, device, dtype)
+            image_processor = load_image_processor(weights.path, model)
+            batch: DecodeBatch = VisionDecodeBatch(model)
+            text_config = model.config.get_text_config()
+        else:
+            model = load_causal_lm(weights.path, device, dtype)
+            batch = DecodeBatch(model)
+            text_config = model.config
+        model_limit = getattr(text_config, "max_position_embeddings", None) or self.config.max_seq_len
         engine = GenerationEngine(
             model,
             name=resource_id,
-            max_batch_size=self.config.max_batch_size,
+            max_batch_size=1 if image_processor is not None else self.config.max_batch_size,
             prefill_token_budget=self.config.max_prompt_tokens_per_step,
+            batch=batch,
         )
         seconds = time.perf_counter() - started
         log.info("model %s ready from %s (%s) in %.1fs", resource_id, weights.path, weights.source, seconds)
@@ -123,76 +140,85 @@ class TransformersInference:
             context_length=min(self.config.max_seq_len, int(model_limit)),
             engine=engine,
             load_seconds=seconds,
+            image_processor=image_processor,
+            model=model,
         )
 
     # --- inference ----------------------------------------------------------------------------
 
     async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
-        parts: list[str] = []
-        stop_reason = StopReason.end_of_turn
-        async for chunk in self.chat_completion_stream(request):
-            if isinstance(chunk.event.delta, str):
-                parts.append(chunk.event.delta)
-            if chunk.event.stop_reason is not None:
-                stop_reason = chunk.event.stop_reason
-        message = CompletionMessage(content="".join(parts), stop_reason=stop_reason)
-        return ChatCompletionResponse(completion_message=message)
+        loaded, plan, encoded = self._prepare_chat(request)
+        collected = Collected(wants_logprobs=plan.logprobs_top_k > 0)
+        async for step in self._chat_steps(loaded, plan, encoded):
+            collected.add(step)
+        return collected.chat_response(plan.parse_tools, plan.tool_format)
 
     def chat_completion_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        # Validation happens here, on the call, so a bad request fails before any chunk is sent.
+        # Validation happens here, on the call, so a bad request fails before any chunk is sent;
+        # only a prompt with image URLs to download is encoded later, when the stream starts.
+        loaded, plan, encoded = self._prepare_chat(request)
+        return self._chat_chunks(loaded, plan, encoded)
+
+    def _prepare_chat(self, request: ChatCompletionRequest) -> tuple[LoadedModel, GenerationPlan, EncodedChat | None]:
         loaded = self.loaded_model(request.model_id)
-        _reject_unsupported(request.model_id, request)
-        if request.tools:
-            raise NotImplementedYet(
-                "tool definitions are not supported by inline::transformers yet; send the chat without tools"
-            )
-        prompt = encode_dialog(
-            request.messages, model_id=request.model_id, tool_prompt_format=request.tool_prompt_format
-        )
-        generation = self._generation_request(loaded, prompt, request.sampling_params)
-        return self._chat_chunks(loaded, generation)
+        vision = loaded.image_processor is not None
+        plan = plan_chat(request, vision=vision)
+        if needs_fetch(plan):
+            return loaded, plan, None
+        encoded = encode_chat_now(plan, vision=vision)
+        self._check_room(loaded, encoded.tokens)
+        return loaded, plan, encoded
 
     async def _chat_chunks(
-        self, loaded: LoadedModel, generation: GenerationRequest
+        self, loaded: LoadedModel, plan: GenerationPlan, encoded: EncodedChat | None
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        def event(
-            kind: ChatCompletionEventType, delta: str, stop: StopReason | None = None
-        ) -> ChatCompletionResponseStreamChunk:
-            return ChatCompletionResponseStreamChunk(
-                event=ChatCompletionResponseEvent(event_type=kind, delta=delta, stop_reason=stop)
-            )
+        assembler = ChatStreamAssembler(parse_tools=plan.parse_tools)
+        steps = self._chat_steps(loaded, plan, encoded)
+        try:
+            first = await anext(steps)  # image fetch errors surface before `start` is sent
+            yield assembler.start()
+            for chunk in assembler.feed(first):
+                yield chunk
+            async for step in steps:
+                for chunk in assembler.feed(step):
+                    yield chunk
+        finally:
+            await steps.aclose()
 
-        yield event(ChatCompletionEventType.start, "")
-        async for delta, stop_reason in self._text_deltas(loaded, generation):
-            if delta:
-                yield event(ChatCompletionEventType.progress, delta)
-            if stop_reason is not None:
-                yield event(ChatCompletionEventType.complete, "", stop_reason)
+    async def _chat_steps(
+        self, loaded: LoadedModel, plan: GenerationPlan, encoded: EncodedChat | None
+    ) -> AsyncGenerator[Step, None]:
+        vision = loaded.image_processor is not None
+        if encoded is None:
+            encoded = await encode_chat(plan, vision=vision)
+        model_inputs = await encoded.model_inputs(loaded.image_processor)
+        async for step in self._steps(loaded, plan, encoded.tokens, model_inputs):
+            yield step
 
     async def completion(self, request: CompletionRequest) -> CompletionResponse:
-        parts: list[str] = []
-        stop_reason = StopReason.out_of_tokens
-        async for chunk in self.completion_stream(request):
-            parts.append(chunk.delta)
-            if chunk.stop_reason is not None:
-                stop_reason = chunk.stop_reason
-        return CompletionResponse(content="".join(parts), stop_reason=stop_reason)
+        loaded = self.loaded_model(request.model_id)
+        plan = plan_completion(request)
+        collected = Collected(wants_logprobs=plan.logprobs_top_k > 0)
+        async for step in self._steps(loaded, plan, encode_completion(request.content, model_id=request.model_id)):
+            collected.add(step)
+        return collected.completion_response()
 
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
         loaded = self.loaded_model(request.model_id)
-        _reject_unsupported(request.model_id, request)
+        plan = plan_completion(request)
         prompt = encode_completion(request.content, model_id=request.model_id)
-        generation = self._generation_request(loaded, prompt, request.sampling_params)
-        return self._completion_chunks(loaded, generation)
+        self._check_room(loaded, prompt)
+        return self._completion_chunks(loaded, plan, prompt)
 
     async def _completion_chunks(
-        self, loaded: LoadedModel, generation: GenerationRequest
+        self, loaded: LoadedModel, plan: GenerationPlan, prompt: list[int]
     ) -> AsyncIterator[CompletionResponseStreamChunk]:
-        async for delta, stop_reason in self._text_deltas(loaded, generation):
-            if delta or stop_reason is not None:
-                yield CompletionResponseStreamChunk(delta=delta, stop_reason=stop_reason)
+        assembler = CompletionStreamAssembler()
+        async for step in self._steps(loaded, plan, prompt):
+            for chunk in assembler.feed(step):
+                yield chunk
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         raise InvalidRequest(
@@ -202,42 +228,48 @@ class TransformersInference:
 
     # --- shared -------------------------------------------------------------------------------
 
-    def _generation_request(
-        self, loaded: LoadedModel, prompt: Sequence[int], params: SamplingParams
-    ) -> GenerationRequest:
+    def _check_room(self, loaded: LoadedModel, prompt: Sequence[int]) -> int:
         room = loaded.context_length - len(prompt)
         if room < 1:
             raise InvalidRequest(
                 f"the prompt is {len(prompt)} tokens but model {loaded.resource_id} has a context of "
                 f"{loaded.context_length} tokens (prompt and answer together); shorten the prompt"
             )
+        return room
+
+    def _generation_request(
+        self, loaded: LoadedModel, plan: GenerationPlan, prompt: Sequence[int], model_inputs: Any = None
+    ) -> GenerationRequest:
+        room = self._check_room(loaded, prompt)
+        params = plan.sampling
         wanted = params.max_tokens or room  # 0 or None: as much as the context allows
+        max_new_tokens = min(wanted, room)
         return GenerationRequest(
             prompt_tokens=prompt,
-            max_new_tokens=min(wanted, room),
+            max_new_tokens=max_new_tokens,
             sampling=SamplingConfig.from_params(params),
             stop_tokens=llama3_stop_tokens(),
+            seed=params.seed,
+            logprobs_top_k=plan.logprobs_top_k,
+            constraint=json_constraint(plan.schema, len(prompt), max_new_tokens),
+            model_inputs=model_inputs,
         )
 
-    async def _text_deltas(
-        self, loaded: LoadedModel, generation: GenerationRequest
-    ) -> AsyncIterator[tuple[str, StopReason | None]]:
-        """(text delta, None) as tokens arrive, then (held-back text, stop reason) once."""
+    async def _steps(
+        self, loaded: LoadedModel, plan: GenerationPlan, prompt: Sequence[int], model_inputs: Any = None
+    ) -> AsyncIterator[Step]:
+        """A Step per generated token as it arrives, then one with the stop reason and usage."""
+        generation = self._generation_request(loaded, plan, prompt, model_inputs)
         stream = loaded.engine.submit(generation)
         decoder = StreamDecoder()
         try:
             async for event in stream.events():
                 if isinstance(event, TokenEvent):
-                    yield decoder.feed(event.token_id), None
+                    logprobs = token_logprobs(event.top_logprobs) if event.top_logprobs is not None else None
+                    yield Step(decoder.feed(event.token_id), logprobs)
                 elif isinstance(event, FinishEvent):
-                    yield decoder.flush(), event.stop_reason
+                    usage = Usage(prompt_tokens=len(prompt), completion_tokens=event.generated_tokens)
+                    yield Step(decoder.flush(), stop_reason=event.stop_reason, usage=usage)
         finally:
             # Reached on aclose() or cancellation too: the engine drops the row before its next step.
             stream.cancel()
-
-
-def _reject_unsupported(model_id: str, request: ChatCompletionRequest | CompletionRequest) -> None:
-    if request.response_format is not None:
-        raise NotImplementedYet(f"response_format (structured output) is not supported for model {model_id}")
-    if request.logprobs is not None and request.logprobs.top_k > 0:
-        raise NotImplementedYet(f"logprobs are not supported for model {model_id} yet")

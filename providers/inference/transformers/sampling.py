@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import torch
 from transformers import (
@@ -53,12 +53,28 @@ class SamplingConfig:
         )
 
 
+class TokenConstraint(Protocol):
+    """Which tokens may come next (constrained decoding, e.g. a JSON schema)."""
+
+    def allowed(self, history: Sequence[int], width: int, device: torch.device) -> torch.Tensor:
+        """A bool mask [width] of the tokens allowed after `history` (prompt and generated)."""
+        ...
+
+
 class TokenSampler:
     """Picks the next token of one sequence. Holds that sequence's random generator, so its
     draws do not depend on which other sequences share the batch."""
 
-    def __init__(self, config: SamplingConfig, *, seed: int | None, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: SamplingConfig,
+        *,
+        seed: int | None,
+        device: torch.device,
+        constraint: TokenConstraint | None = None,
+    ) -> None:
         self.config = config
+        self.constraint = constraint
         self._processors = LogitsProcessorList()
         if config.repetition_penalty != 1.0:
             self._processors.append(RepetitionPenaltyLogitsProcessor(float(config.repetition_penalty)))
@@ -79,12 +95,15 @@ class TokenSampler:
     @property
     def is_plain_argmax(self) -> bool:
         """True when the next token is just the argmax of the raw logits (no history needed)."""
-        return self.config.greedy and len(self._processors) == 0
+        return self.config.greedy and len(self._processors) == 0 and self.constraint is None
 
     def pick(self, logits: torch.Tensor, history: Sequence[int]) -> int:
         """The next token given this sequence's last-position logits [vocab] and all its
         tokens so far (prompt and generated: the repetition penalty reads both)."""
         scores = logits.float().unsqueeze(0)
+        if self.constraint is not None:  # first, so top-p / top-k choose among allowed tokens
+            allowed = self.constraint.allowed(history, scores.shape[-1], scores.device)
+            scores = scores.masked_fill(~allowed.unsqueeze(0), float("-inf"))
         if len(self._processors) > 0:
             ids = torch.tensor([list(history)], dtype=torch.long, device=logits.device)
             scores = self._processors(cast(torch.LongTensor, ids), scores)
@@ -107,3 +126,11 @@ def pick_tokens(
         int(argmax[row]) if sampler.is_plain_argmax else sampler.pick(logits[row], histories[row])
         for row, sampler in enumerate(samplers)
     ]
+
+
+def top_logprobs(logits: torch.Tensor, k: int) -> tuple[tuple[int, float], ...]:
+    """The `k` most likely next tokens of one row's logits [vocab] with their log-probabilities
+    under the model's own distribution (before temperature, penalties or constraints)."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    values, indices = torch.topk(logprobs, k)
+    return tuple((int(i), float(v)) for i, v in zip(indices.tolist(), values.tolist(), strict=True))

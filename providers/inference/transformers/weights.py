@@ -15,6 +15,7 @@ from typing import Any
 
 from llama_stack.apis.errors import InvalidRequest, ProviderError
 from llama_stack.models.tiny import TINY_MODEL_ID, ensure_tiny_model
+from llama_stack.models.tiny_vision import TINY_VISION_MODEL_ID, ensure_tiny_vision_model
 
 from .config import TransformersInferenceConfig
 
@@ -77,10 +78,12 @@ def _meta_format_hint(path: Path) -> str:
 
 def resolve_weights(model_id: str, config: TransformersInferenceConfig) -> ResolvedWeights:
     """Where the weights of `model_id` (a provider_resource_id) are, trying in order: the tiny
-    test model, a local directory, checkpoint_dir/<id> (and /<descriptor> for a catalogue id
+    test models (text and vision), a local directory, checkpoint_dir/<id> (and /<descriptor> for a catalogue id
     such as meta-llama/Llama-3.2-1B-Instruct), the local Hugging Face cache."""
     if model_id == TINY_MODEL_ID:
         return ResolvedWeights(ensure_tiny_model(config.tiny_model_dir), "tiny")
+    if model_id == TINY_VISION_MODEL_ID:
+        return ResolvedWeights(ensure_tiny_vision_model(config.tiny_model_dir), "tiny")
 
     looked: list[str] = []
     hints: list[str] = []
@@ -128,8 +131,14 @@ def _missing_weights_message(
 
 
 def pick_device(requested: str) -> str:
+    """The configured device, checked to exist (a clear startup error beats a CUDA traceback),
+    or for "auto" the best one present: cuda, then mps, then cpu."""
     import torch
 
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ProviderError("device 'cuda' is configured but torch sees no CUDA GPU; set device to auto or cpu")
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise ProviderError("device 'mps' is configured but torch sees no Apple GPU (MPS); set device to auto or cpu")
     if requested != "auto":
         return requested
     if torch.cuda.is_available():
@@ -151,17 +160,21 @@ def pick_dtype(requested: str, device: str) -> Any:
     return torch.float32  # CPU bf16 matmuls are slow on most machines and lose precision
 
 
+def dtype_kwargs(dtype: Any) -> dict[str, Any]:
+    """`from_pretrained`'s dtype argument: transformers 4.56 renamed torch_dtype to dtype."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": dtype}
+
+
 def load_causal_lm(path: Path, device: str, dtype: Any) -> Any:
     """A transformers causal LM from a local Hugging Face checkpoint, in eval mode on `device`."""
-    import transformers
     from transformers import AutoModelForCausalLM
 
     auto_class: Any = AutoModelForCausalLM
-    # transformers 4.56 renamed torch_dtype to dtype; 5.x warns about the old name.
-    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
-    dtype_kwarg = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
     try:
-        model = auto_class.from_pretrained(str(path), local_files_only=True, **{dtype_kwarg: dtype})
+        model = auto_class.from_pretrained(str(path), local_files_only=True, **dtype_kwargs(dtype))
     except (OSError, ValueError) as exc:
         raise ProviderError(f"could not load the checkpoint at {path}: {exc}") from exc
     model.to(device)
