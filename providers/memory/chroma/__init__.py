@@ -1,0 +1,39 @@
+"""remote::chromadb: vector banks as collections of a Chroma server (cosine space). Keyword and
+key-value banks live in a kvstore."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+
+from .config import ChromaMemoryConfig
+
+if TYPE_CHECKING:
+    from ..common.engine import MemoryEngine
+
+
+async def get_provider_impl(config: ChromaMemoryConfig, deps: Deps) -> MemoryEngine:
+    from llama_stack.distribution.store import kvstore_from_config
+
+    from ..common.engine import MemoryEngine
+    from .store import ChromaStore
+
+    store = await ChromaStore.connect(config.url, config.collection_prefix)
+    kv = await kvstore_from_config(config.resolved_kvstore())
+    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion)
+
+
+provider_spec = ProviderSpec(
+    api=Api.memory,
+    provider_type="remote::chromadb",
+    config_class=ChromaMemoryConfig,
+    factory=get_provider_impl,
+    description="Vector banks in a Chroma server (`chroma run`), a collection per bank; keyword (BM25) and "
+    "key-value banks in a kvstore",
+    required_modules=("chromadb", "numpy"),
+    extra="chroma",
+    depends_on=(Api.inference,),
+)
+
+__all__ = ["ChromaMemoryConfig", "get_provider_impl", "provider_spec"]

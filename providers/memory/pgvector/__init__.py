@@ -1,0 +1,44 @@
+"""remote::pgvector: vector banks in Postgres with the pgvector extension (a table per bank,
+transactional inserts, HNSW or exact cosine search). Keyword and key-value banks live in a
+kvstore, by default a table of the same database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+
+from .config import PgVectorMemoryConfig
+
+if TYPE_CHECKING:
+    from ..common.engine import MemoryEngine
+
+
+async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> MemoryEngine:
+    from llama_stack.distribution.store import kvstore_from_config
+
+    from ..common.engine import MemoryEngine
+    from .store import PgVectorStore
+
+    store = await PgVectorStore.open(config.dsn, config.table_prefix, config.hnsw, config.pool_max_size)
+    try:
+        kv = await kvstore_from_config(config.resolved_kvstore())
+    except BaseException:
+        await store.close()
+        raise
+    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion)
+
+
+provider_spec = ProviderSpec(
+    api=Api.memory,
+    provider_type="remote::pgvector",
+    config_class=PgVectorMemoryConfig,
+    factory=get_provider_impl,
+    description="Vector banks in Postgres with pgvector (transactional inserts, HNSW or exact cosine search); "
+    "keyword (BM25) and key-value banks in a kvstore",
+    required_modules=("psycopg", "psycopg_pool", "pgvector", "numpy"),
+    extra="pgvector",
+    depends_on=(Api.inference,),
+)
+
+__all__ = ["PgVectorMemoryConfig", "get_provider_impl", "provider_spec"]

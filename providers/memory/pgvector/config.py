@@ -1,0 +1,25 @@
+"""Configuration of remote::pgvector (pure pydantic: cheap to import)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from llama_stack.distribution.store.api import KVStoreConfig, PostgresKVStoreConfig
+
+from ..common.config import MemoryProviderConfig
+
+
+class PgVectorMemoryConfig(MemoryProviderConfig):
+    dsn: str = Field(description="libpq connection string, e.g. postgresql://user:pass@host:5432/db")
+    table_prefix: str = Field(
+        default="llamastack_memory",
+        pattern=r"^[a-z_][a-z0-9_]{0,30}$",
+        description="prefix of this provider's tables (<prefix>_banks, one <prefix>_<hash> per bank)",
+    )
+    hnsw: bool = Field(default=True, description="an HNSW index per bank for unfiltered queries; off: exact scans")
+    pool_max_size: int = Field(default=10, ge=1)
+
+    def resolved_kvstore(self) -> KVStoreConfig:
+        if self.kvstore is not None:
+            return self.kvstore
+        return PostgresKVStoreConfig(dsn=self.dsn, table_name=f"{self.table_prefix}_kv")

@@ -1,0 +1,205 @@
+"""pgvector store: a table per bank with a `vector(dimension)` column, on Postgres.
+
+An insert is one transaction (delete the replaced documents' rows, insert the new ones). Queries
+order by cosine distance; with `hnsw` an HNSW index answers unfiltered queries (ef_search is
+raised to at least k), while filtered queries scan exactly, so a selective filter never loses
+results to the approximate index. Filters are jsonb containment (`metadata @> {"key": value}`),
+which compares JSON values: 1 matches 1.0, true does not match 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from llama_stack.apis.errors import InvalidRequest, ProviderError, UpstreamError
+from llama_stack.distribution.store.postgres import describe_dsn
+
+from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors
+
+_CONNECT_TIMEOUT_S = 5
+_COLUMNS = sql.SQL("id, document_id, chunk_index, content, token_count, metadata")
+
+
+def _chunk(row: tuple[Any, ...]) -> StoredChunk:
+    metadata = row[5] if isinstance(row[5], dict) else json.loads(row[5])
+    return StoredChunk(row[1], row[2], row[3], row[4], metadata)
+
+
+class PgVectorStore:
+    def __init__(self, pool: AsyncConnectionPool[Any], prefix: str, hnsw: bool, address: str) -> None:
+        self.pool = pool
+        self.prefix = prefix
+        self.hnsw = hnsw
+        self.address = address
+        self.banks_table = sql.Identifier(f"{prefix}_banks")
+        self.tables: dict[str, sql.Identifier] = {}
+
+    @classmethod
+    async def open(cls, dsn: str, prefix: str, hnsw: bool, pool_max_size: int) -> PgVectorStore:
+        address = describe_dsn(dsn)
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+        except psycopg.Error as e:
+            raise ConnectionError(f"pgvector: cannot connect to {address}: {e}") from e
+        try:
+            async with conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (prefix,))
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                await conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {} (bank_id TEXT PRIMARY KEY, table_name TEXT UNIQUE NOT NULL, "
+                        "dimension INTEGER NOT NULL)"
+                    ).format(sql.Identifier(f"{prefix}_banks"))
+                )
+        except psycopg.Error as e:
+            raise ConnectionError(
+                f"pgvector: cannot set up {address}: {e} (the server needs the pgvector extension installed)"
+            ) from e
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_max_size,
+            kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT_S},
+            configure=register_vector_async,
+            open=False,
+            name=f"pgvector:{prefix}",
+        )
+        try:
+            await pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S * 2)
+        except Exception as e:
+            await pool.close()
+            raise ConnectionError(f"pgvector: cannot open a pool to {address}: {e}") from e
+        return cls(pool, prefix, hnsw, address)
+
+    def _upstream(self, action: str, error: psycopg.Error) -> UpstreamError:
+        return UpstreamError(f"pgvector ({self.address}): {action} failed: {error}")
+
+    def _table(self, bank_id: str) -> sql.Identifier:
+        table = self.tables.get(bank_id)
+        if table is None:
+            raise ProviderError(f"pgvector bank '{bank_id}' is not open")
+        return table
+
+    async def open_bank(self, bank_id: str, dimension: int) -> None:
+        name = f"{self.prefix}_{hashlib.sha256(bank_id.encode('utf-8')).hexdigest()[:24]}"
+        table = sql.Identifier(name)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+                cursor = await conn.execute(
+                    sql.SQL("SELECT table_name, dimension FROM {} WHERE bank_id = %s").format(self.banks_table),
+                    (bank_id,),
+                )
+                row = await cursor.fetchone()
+                if row is not None and row[1] != dimension:
+                    raise InvalidRequest(
+                        f"memory bank '{bank_id}' already holds {row[1]}-dimensional vectors and cannot take "
+                        f"{dimension}-dimensional ones; unregister it first or use its embedding model"
+                    )
+                if row is None:
+                    await self._create(conn, bank_id, name, table, dimension)
+        except psycopg.Error as e:
+            raise self._upstream(f"opening bank '{bank_id}'", e) from e
+        self.tables[bank_id] = table
+
+    async def _create(self, conn: Any, bank_id: str, name: str, table: sql.Identifier, dimension: int) -> None:
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY, document_id TEXT NOT NULL, "
+                "chunk_index INTEGER NOT NULL, content TEXT NOT NULL, token_count INTEGER NOT NULL, "
+                "metadata JSONB NOT NULL, embedding vector({}) NOT NULL)"
+            ).format(table, sql.Literal(dimension))
+        )
+        await conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (document_id)").format(sql.Identifier(f"{name}_doc"), table)
+        )
+        await conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (metadata jsonb_path_ops)").format(
+                sql.Identifier(f"{name}_meta"), table
+            )
+        )
+        if self.hnsw:
+            await conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)").format(
+                    sql.Identifier(f"{name}_hnsw"), table
+                )
+            )
+        await conn.execute(
+            sql.SQL("INSERT INTO {} (bank_id, table_name, dimension) VALUES (%s, %s, %s)").format(self.banks_table),
+            (bank_id, name, dimension),
+        )
+
+    async def drop_bank(self, bank_id: str) -> None:
+        self.tables.pop(bank_id, None)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                cursor = await conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE bank_id = %s RETURNING table_name").format(self.banks_table),
+                    (bank_id,),
+                )
+                row = await cursor.fetchone()
+                if row is not None:
+                    await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(row[0])))
+        except psycopg.Error as e:
+            raise self._upstream(f"dropping bank '{bank_id}'", e) from e
+
+    async def replace_documents(
+        self, bank_id: str, document_ids: list[str], chunks: list[StoredChunk], vectors: Vectors
+    ) -> None:
+        table = self._table(bank_id)
+        columns = "(document_id, chunk_index, content, token_count, metadata, embedding)"
+        copy = sql.SQL("COPY {} " + columns + " FROM STDIN (FORMAT BINARY)").format(table)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute(sql.SQL("DELETE FROM {} WHERE document_id = ANY(%s)").format(table), (document_ids,))
+                async with conn.cursor().copy(copy) as writer:
+                    writer.set_types(["text", "int4", "text", "int4", "jsonb", "vector"])
+                    for chunk, vector in zip(chunks, vectors, strict=True):
+                        await writer.write_row(
+                            (chunk.document_id, chunk.chunk_index, chunk.content, chunk.token_count,
+                             Jsonb(chunk.metadata), vector)
+                        )  # fmt: skip
+        except psycopg.Error as e:
+            raise self._upstream(f"inserting into bank '{bank_id}'", e) from e
+
+    async def search(self, bank_id: str, vector: Vectors, k: int, filters: Filters) -> list[ScoredChunk]:
+        table = self._table(bank_id)
+        query_vector = np.ascontiguousarray(vector[0], np.float32)
+        where, args = sql.SQL(""), []
+        if filters:
+            where, args = sql.SQL("WHERE metadata @> %s::jsonb"), [json.dumps(filters)]
+        query = sql.SQL("SELECT {}, 1 - (embedding <=> %s) FROM {} {} ORDER BY embedding <=> %s LIMIT %s").format(
+            _COLUMNS, table, where
+        )
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(1000, max(40, k)))))
+                if filters:
+                    await conn.execute("SET LOCAL enable_indexscan = off")
+                cursor = await conn.execute(query, [query_vector, *args, query_vector, k])
+                rows = await cursor.fetchall()
+        except psycopg.Error as e:
+            raise self._upstream(f"querying bank '{bank_id}'", e) from e
+        return [ScoredChunk(_chunk(row), float(row[6])) for row in rows]
+
+    async def all_chunks(self, bank_id: str) -> list[StoredChunk]:
+        table = self._table(bank_id)
+        try:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(_COLUMNS, table))
+                rows = await cursor.fetchall()
+        except psycopg.Error as e:
+            raise self._upstream(f"reading bank '{bank_id}'", e) from e
+        return [_chunk(row) for row in rows]
+
+    async def close(self) -> None:
+        await self.pool.close()
