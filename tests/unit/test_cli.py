@@ -184,7 +184,7 @@ def test_container_build_writes_a_dockerfile_without_an_engine(
     for expected in ("FROM python:3.11", "USER llama", "HEALTHCHECK", "/alpha/health", "urllib", "EXPOSE 5000"):
         assert expected in dockerfile
     assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
-    assert "[torch,embeddings]" in dockerfile
+    assert "[torch,embeddings,faiss]" in dockerfile
     assert 'ENTRYPOINT ["llama", "stack", "run", "/app/run.yaml"]' in dockerfile
     assert (out / "run.yaml").read_text() == get_template("demo").run_yaml.read_text()
     assert (out / "src" / "pyproject.toml").is_file()  # from a checkout, the image installs this source
@@ -214,12 +214,13 @@ def test_demo_venv_plan_installs_cpu_torch_first_then_its_extras() -> None:
     spec = load_build_spec(get_template("demo").build_yaml)
     source = builder.package_source()
     plan = builder.plan_build(spec, builder.extras_needing_torch(source))
-    assert plan.extras == ("torch", "embeddings") and plan.needs_torch
+    assert plan.extras == ("torch", "embeddings", "faiss") and plan.needs_torch
 
     commands = builder.venv_pip_commands(plan, Path("/envs/demo/bin/python"), source)
     assert commands[0] == ["/envs/demo/bin/python", "-m", "pip", "install", "torch==2.13.0"]
-    assert commands[1][-1] == f"{source.root}[torch,embeddings]"
-    assert builder.PackageSource(None, "0.1.0").requirement(plan.extras) == "llamastack-lite[torch,embeddings]==0.1.0"
+    assert commands[1][-1] == f"{source.root}[torch,embeddings,faiss]"
+    requirement = builder.PackageSource(None, "0.1.0").requirement(plan.extras)
+    assert requirement == "llamastack-lite[torch,embeddings,faiss]==0.1.0"
 
 
 def test_venv_build_creates_installs_and_copies_the_run_yaml(tmp_path: Path) -> None:
