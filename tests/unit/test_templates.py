@@ -90,7 +90,7 @@ def test_env_references_list_names_defaults_and_keys() -> None:
     refs = {ref.name: ref for ref in env_references(get_template("demo").run_yaml)}
     assert refs["LLAMA_STACK_PORT"].default == "5000"
     assert refs["LLAMA_STACK_PORT"].key == "server.port"
-    assert refs["SQLITE_STORE_DIR"].key == "metadata_store.db_path"
+    assert refs["SQLITE_STORE_DIR"].key == "providers.memory[0].config.persist_dir"  # its first use
     local = {ref.name: ref.default for ref in get_template("local").env_references()}
     assert local["INFERENCE_MODEL"] == "meta-llama/Llama-3.2-3B-Instruct"
     assert local["INFERENCE_CHECKPOINT"] == "meta-llama/Llama-3.2-3B-Instruct"
