@@ -206,6 +206,9 @@ def run(
     port: Annotated[int | None, typer.Option("--port", help="default: the run.yaml's server.port (5000)")] = None,
     host: Annotated[str | None, typer.Option("--host", help="default: the run.yaml's server.host")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="NAME=VALUE for ${env.NAME} in the run.yaml")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="server processes on one port; share state via Postgres/Redis")
+    ] = 1,
 ) -> None:
     """Run a distribution's server."""
     with user_errors():
@@ -219,4 +222,4 @@ def run(
 
         from llama_stack.server.run import run_server
 
-        run_server(run_config, host, port)
+        run_server(run_config, host, port, workers)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +18,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from llama_stack.distribution.resolver import build_stack
-from llama_stack.distribution.spec import RunConfig
+from llama_stack.distribution.spec import ConfigError, RunConfig
 from llama_stack.server.app import create_app
 
 log = logging.getLogger("llama_stack.server")
@@ -37,7 +41,9 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def serve(config: RunConfig, host: str | None = None, port: int | None = None) -> None:
+async def serve(
+    config: RunConfig, host: str | None = None, port: int | None = None, sock: socket.socket | None = None
+) -> None:
     started = time.perf_counter()
     stack = await build_stack(config)
     app = create_app(stack)
@@ -52,9 +58,67 @@ async def serve(config: RunConfig, host: str | None = None, port: int | None = N
     )
     server = GracefulServer(server_config)
     log.info("stack '%s' built in %.2fs", config.image_name, time.perf_counter() - started)
-    await server.serve()
+    await server.serve(sockets=[sock] if sock is not None else None)
 
 
-def run_server(config: RunConfig, host: str | None = None, port: int | None = None) -> None:
+def run_server(config: RunConfig, host: str | None = None, port: int | None = None, workers: int = 1) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(config, host, port))
+    if workers <= 1:
+        asyncio.run(serve(config, host, port))
+        return
+    sys.exit(run_workers(config, host or config.server.host, config.server.port if port is None else port, workers))
+
+
+def run_workers(config: RunConfig, host: str, port: int, workers: int) -> int:
+    """N worker processes, each with its own stack, accepting on one socket bound here first (so a
+    busy port fails before any worker starts). Workers share state only through the stores the
+    run config names: give them Postgres or Redis, not files, to share registrations and sessions.
+    SIGTERM/SIGINT are passed on; if a worker dies, the others are stopped and the exit status
+    says so, for the process supervisor to act on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    context = multiprocessing.get_context("fork")  # the parent has no loop or threads yet
+    children = [context.Process(target=_worker, args=(config, sock), daemon=False) for _ in range(workers)]
+    for child in children:
+        child.start()
+    log.info("started %d workers on %s:%d", workers, host, port)
+
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    remaining = list(children)
+    while remaining:
+        for child in list(remaining):
+            child.join(timeout=0.2)
+            if child.exitcode is None:
+                continue
+            remaining.remove(child)
+            # A worker still building its stack when told to stop dies by the signal: that is a stop.
+            stopped_by_us = stopping and child.exitcode == -signal.SIGTERM
+            if child.exitcode != 0 and not stopped_by_us and status == 0:
+                status = 1
+                log.error("worker %s exited with status %s; stopping the others", child.pid, child.exitcode)
+                stop(signal.SIGTERM, None)
+    sock.close()
+    return status
+
+
+def _worker(config: RunConfig, sock: socket.socket) -> None:
+    try:
+        asyncio.run(serve(config, sock=sock))
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
