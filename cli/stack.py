@@ -140,7 +140,7 @@ def build(
         spec = load_build_spec(build_yaml)
         source = builder.package_source()
         try:
-            plan = builder.plan_build(spec, builder.extras_needing_torch(source))
+            plan = builder.with_store_extras(builder.plan_build(spec, builder.extras_needing_torch(source)), run_yaml)
         except ConfigError as e:
             raise ConfigError(f"{build_yaml}: {e}") from e
         kind = image_type or ImageType(spec.image_type)

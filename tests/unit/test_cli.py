@@ -181,7 +181,7 @@ def test_container_build_writes_a_dockerfile_without_an_engine(
     assert str(out / "Dockerfile") in result.stdout
     assert "docker build -t llamastack-demo" in result.stdout
     dockerfile = (out / "Dockerfile").read_text()
-    for expected in ("FROM python:3.11", "USER llama", "HEALTHCHECK", "/alpha/health", "urllib", "EXPOSE 5000"):
+    for expected in ("FROM python:3.11", "USER 1000:1000", "HEALTHCHECK", "/alpha/health", "urllib", "EXPOSE 5000"):
         assert expected in dockerfile
     assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
     assert "[torch,embeddings,faiss]" in dockerfile
