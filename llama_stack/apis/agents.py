@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from llama_stack.apis.common import (
     URL,
@@ -244,6 +244,12 @@ class CreateTurnRequest(SessionRef):
     messages: list[TurnInputMessage] = Field(min_length=1)
     attachments: list[Attachment] = Field(default_factory=list)
     stream: bool = False
+
+    @field_validator("attachments", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        """The official client's Agent helper sends `"attachments": null` when it has none."""
+        return [] if value is None else value
 
 
 class TurnRef(SessionRef):

@@ -1,0 +1,109 @@
+"""The memory tool (RAG): before inference, the turn's input is the query to the agent's memory
+banks and to its session's bank, which holds the documents attached to the session's turns; the
+best chunks become the `context` of the last user message, in the v0.0.63 wording."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from llama_stack.apis.agents import Attachment, TurnInputMessage
+from llama_stack.apis.common import TextContentItem, content_text
+from llama_stack.apis.errors import InvalidRequest
+from llama_stack.apis.memory import InsertDocumentsRequest, Memory, MemoryBankDocument, QueryDocumentsRequest
+from llama_stack.apis.memory_banks import MemoryBanks, RegisterMemoryBankRequest, VectorMemoryBankParams
+from llama_stack.apis.models import Models, ModelType
+
+CONTEXT_START = "Here are the retrieved documents for relevant context:\n=== START-RETRIEVED-CONTEXT ===\n"
+CONTEXT_END = "\n=== END-RETRIEVED-CONTEXT ===\n"
+SESSION_BANK_CHUNK_TOKENS = 512
+SESSION_BANK_OVERLAP_TOKENS = 64
+
+
+def session_bank_id(session_id: str) -> str:
+    return f"session-{session_id}"
+
+
+def rag_query(messages: Sequence[TurnInputMessage]) -> str:
+    return " ".join(content_text(message.content) for message in messages)
+
+
+class Retriever:
+    """Reaches the memory API and the memory-bank registry when the distribution serves them."""
+
+    def __init__(
+        self,
+        memory: Memory | None,
+        banks: MemoryBanks | None,
+        models: Models,
+        embedding_model: str | None = None,
+    ) -> None:
+        self.memory = memory
+        self.banks = banks
+        self.models = models
+        self.embedding_model = embedding_model
+
+    def require(self, why: str) -> tuple[Memory, MemoryBanks]:
+        if self.memory is None or self.banks is None:
+            raise InvalidRequest(f"{why} needs the memory API, which this distribution does not serve")
+        return self.memory, self.banks
+
+    async def _embedding_model(self) -> str:
+        if self.embedding_model:
+            return self.embedding_model
+        for model in await self.models.list_models():
+            if model.model_type == ModelType.embedding:
+                return model.identifier
+        raise InvalidRequest(
+            "documents attached to a turn go into a session memory bank, which needs an embedding model: "
+            "register one (model_type: embedding) or set session_bank_embedding_model in the agents provider config"
+        )
+
+    async def create_session_bank(self, session_id: str) -> str:
+        _, banks = self.require("attaching documents to a turn")
+        bank_id = session_bank_id(session_id)
+        params = VectorMemoryBankParams(
+            embedding_model=await self._embedding_model(),
+            chunk_size_in_tokens=SESSION_BANK_CHUNK_TOKENS,
+            overlap_size_in_tokens=SESSION_BANK_OVERLAP_TOKENS,
+        )
+        await banks.register_memory_bank(RegisterMemoryBankRequest(memory_bank_id=bank_id, params=params))
+        return bank_id
+
+    async def drop_session_bank(self, bank_id: str) -> None:
+        if self.banks is not None:
+            await self.banks.unregister_memory_bank(bank_id)
+
+    async def insert_attachments(self, bank_id: str, turn_id: str, attachments: Sequence[Attachment]) -> None:
+        memory, _ = self.require("attaching documents to a turn")
+        documents = [
+            MemoryBankDocument(
+                document_id=f"{turn_id}-{index}",
+                content=attachment.content,
+                mime_type=attachment.mime_type,
+                metadata={"turn_id": turn_id},
+            )
+            for index, attachment in enumerate(attachments)
+        ]
+        await memory.insert_documents(InsertDocumentsRequest(bank_id=bank_id, documents=documents))
+
+    async def retrieve(
+        self, bank_ids: Sequence[str], query: str, max_chunks: int, max_tokens: int
+    ) -> list[TextContentItem]:
+        """The context to insert: the best chunks over all banks, within both budgets; [] if none."""
+        memory, _ = self.require("the memory tool")
+        params: dict[str, object] = {"max_chunks": max_chunks}
+        queries = [QueryDocumentsRequest(bank_id=bank, query=query, params=params) for bank in bank_ids]
+        answers = await asyncio.gather(*(memory.query_documents(q) for q in queries))
+        scored = [(s, chunk) for answer in answers for chunk, s in zip(answer.chunks, answer.scores, strict=False)]
+        scored.sort(key=lambda pair: -pair[0])
+        picked: list[TextContentItem] = []
+        tokens = 0
+        for _, chunk in scored[:max_chunks]:
+            tokens += chunk.token_count
+            if tokens > max_tokens:
+                break
+            picked.append(TextContentItem(text=f"id:{chunk.document_id}; content:{content_text(chunk.content)}"))
+        if not picked:
+            return []
+        return [TextContentItem(text=CONTEXT_START), *picked, TextContentItem(text=CONTEXT_END)]

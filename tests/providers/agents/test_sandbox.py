@@ -1,0 +1,219 @@
+"""The code sandbox: what a program gets back, and every escape attempt contained, under
+bubblewrap (skipped where `bwrap` cannot run) and in the restricted subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from llama_stack.apis.common import ImageContentItem, ToolCall, content_text
+from llama_stack.apis.errors import ProviderError
+from llama_stack.providers.agents.tools.code_interpreter import CodeInterpreterTool
+from llama_stack.providers.agents.tools.config import SandboxConfig
+from llama_stack.providers.agents.tools.sandbox import Isolation, Sandbox
+from tests.providers.agents.fakes import TINY_PNG_PROGRAM
+
+FORK_COUNTER = """
+import os, time
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        n += 1
+except OSError:
+    print("stopped after", n)
+"""
+FORK_BOMB = """
+import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+"""
+LIMITS = {"timeout_s": 2.0, "cpu_time_s": 1, "max_output_bytes": 10_000, "max_processes": 16, "memory_mb": 512}
+
+
+@pytest.fixture(params=[Isolation.bubblewrap, Isolation.subprocess], scope="module")
+async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
+    box = Sandbox(SandboxConfig(isolation=request.param.value, **LIMITS))
+    try:
+        await box.plan()
+    except ProviderError as e:
+        pytest.skip(f"{request.param.value} cannot run here: {e.message}")
+    yield box
+
+
+def _processes_of(uid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+        if uid_line and int(uid_line.split()[1]) == uid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _processes_left(uid: int, grace_s: float) -> list[int]:
+    deadline = time.perf_counter() + grace_s
+    while (left := _processes_of(uid)) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+async def test_a_program_gets_its_output_errors_and_exit_code(sandbox: Sandbox) -> None:
+    plan, result = await sandbox.run("import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)")
+    assert (result.stdout, result.stderr, result.exit_code) == ("out\n", "err\n", 3)
+    plan, result = await sandbox.run("1 / 0")
+    assert "ZeroDivisionError" in result.stderr and 'main.py", line 1' in result.stderr
+    assert "sandbox_boot" not in result.stderr, "the traceback starts in the program"
+    description = sandbox.describe(plan)
+    if plan.isolation == Isolation.bubblewrap:
+        assert description.startswith("bubblewrap sandbox") and "no network" in description
+    else:
+        assert description.startswith("restricted subprocess") and "NO network isolation" in description
+
+
+async def test_the_tool_says_which_isolation_is_active_and_returns_images(sandbox: Sandbox) -> None:
+    code_call = ToolCall(call_id="c", tool_name="code_interpreter", arguments={"code": TINY_PNG_PROGRAM})
+    outcome = await CodeInterpreterTool(sandbox).run(code_call)
+    assert isinstance(outcome.content, list)
+    text = content_text(outcome.content)
+    assert text.startswith(f"[isolation] {sandbox.describe(await sandbox.plan())}")
+    assert "[stdout]\nsaved\n[/stdout]" in text and "[images] 1 PNG image(s)" in text
+    assert isinstance(outcome.content[1], ImageContentItem)
+    assert [a.mime_type for a in outcome.attachments] == ["image/png"]
+
+
+async def test_matplotlib_figures_come_back_as_images(sandbox: Sandbox) -> None:
+    _, probe = await sandbox.run("import matplotlib")
+    if probe.exit_code != 0:
+        pytest.skip("matplotlib is not installed for the sandbox's interpreter")
+    program = "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()\nplt.figure()\nplt.plot([3, 1])\n"
+    _, result = await sandbox.run(program)
+    assert result.exit_code == 0, result.stderr
+    assert len(result.images) == 2
+
+
+async def test_the_network_is_unreachable_under_bubblewrap(sandbox: Sandbox) -> None:
+    plan = await sandbox.plan()
+    if plan.isolation != Isolation.bubblewrap:
+        pytest.skip("the restricted subprocess has no network isolation (and says so)")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    program = f"""
+import socket
+for host in ("127.0.0.1", "1.1.1.1"):
+    try:
+        socket.create_connection((host, {port}), timeout=2)
+        print(host, "reached")
+    except OSError as e:
+        print(host, "blocked", e.errno)
+"""
+    try:
+        _, result = await sandbox.run(program)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # a connection would be waiting in the backlog
+    finally:
+        listener.close()
+    assert "reached" not in result.stdout and result.stdout.count("blocked") == 2
+
+
+async def test_writes_outside_the_working_directory_are_contained(sandbox: Sandbox, tmp_path: Path) -> None:
+    plan = await sandbox.plan()
+    if plan.run_as is None and plan.isolation == Isolation.subprocess:
+        pytest.skip("not root: the subprocess runs as the server's own user, whose files it may write")
+    targets = [Path("/etc/x.txt"), Path.home() / "x.txt", tmp_path / "x.txt"]
+    open_folder = None
+    if plan.isolation == Isolation.bubblewrap and os.access("/opt", os.W_OK):
+        # Even a world-writable folder the sandbox can see is out of reach: it is mounted read-only.
+        open_folder = Path(tempfile.mkdtemp(prefix="sandbox-target-", dir="/opt"))
+        open_folder.chmod(0o777)
+        targets.append(open_folder / "x.txt")
+    host_tmp = Path("/tmp") / f"sandbox-escape-{uuid.uuid4().hex}"
+    program = f"""
+for path in {[str(t) for t in targets]!r}:
+    try:
+        open(path, "w").write("escaped")
+        print("wrote", path)
+    except OSError as e:
+        print("refused", e.errno)
+open("inside.txt", "w").write("fine")
+print("inside ok")
+"""
+    if plan.isolation == Isolation.bubblewrap:
+        program += f"open({str(host_tmp)!r}, 'w').write('private tmp')\nprint('tmp ok')\n"
+    try:
+        _, result = await sandbox.run(program)
+        assert "wrote" not in result.stdout and result.stdout.count("refused") == len(targets)
+        assert "inside ok" in result.stdout
+        assert not any(t.exists() for t in targets)
+        assert not host_tmp.exists(), "the sandbox's /tmp is its own"
+    finally:
+        if open_folder is not None:
+            shutil.rmtree(open_folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+async def test_a_fork_bomb_is_contained(sandbox: Sandbox) -> None:
+    plan = await sandbox.plan()
+    _, result = await sandbox.run(FORK_COUNTER)
+    assert result.stdout.startswith("stopped after")
+    assert int(result.stdout.split()[-1]) < LIMITS["max_processes"]
+
+    started = time.perf_counter()
+    _, result = await sandbox.run(FORK_BOMB)
+    assert time.perf_counter() - started < LIMITS["timeout_s"] + 8
+    assert result.status.startswith("killed")
+    if plan.run_as is not None:
+        # The kernel tears the sandbox's processes down right after the run; none may linger.
+        lingering = await asyncio.to_thread(_processes_left, plan.run_as[0], 5.0)
+        assert lingering == [], "no process of the sandbox user outlives the run"
+
+
+@pytest.mark.slow
+async def test_an_endless_loop_is_stopped(sandbox: Sandbox) -> None:
+    started = time.perf_counter()
+    _, result = await sandbox.run("while True:\n    pass\n")
+    assert time.perf_counter() - started < LIMITS["timeout_s"] + 3
+    assert "CPU time limit" in result.status or "wall-clock" in result.status
+
+    _, result = await sandbox.run("import time\ntime.sleep(60)\n")
+    assert result.timed_out and result.status == "killed: wall-clock time limit reached"
+
+
+async def test_a_huge_output_is_cut_short(sandbox: Sandbox) -> None:
+    started = time.perf_counter()
+    _, result = await sandbox.run("while True:\n    print('x' * 1000)\n")
+    assert result.output_truncated and result.status == "killed: output limit reached"
+    assert len(result.stdout) == LIMITS["max_output_bytes"]
+    assert time.perf_counter() - started < LIMITS["timeout_s"]
+
+
+async def test_memory_and_file_sizes_are_limited(sandbox: Sandbox) -> None:
+    _, result = await sandbox.run("data = bytearray(2 * 1024 ** 3)\n")
+    assert "MemoryError" in result.stderr
+    limit = SandboxConfig().max_file_mb * 1024 * 1024
+    big = f"with open('big.bin', 'wb') as f:\n    f.write(b'0' * {limit + 1})\n"
+    _, result = await sandbox.run(big)
+    assert "File too large" in result.stderr
+
+
+async def test_concurrent_runs_do_not_mix(sandbox: Sandbox) -> None:
+    results = await asyncio.gather(*(sandbox.run(f"print({n} * 2)") for n in range(4)))
+    assert [r.stdout.strip() for _, r in results] == ["0", "2", "4", "6"]
