@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -124,3 +125,51 @@ def test_a_bad_run_yaml_exits_1_naming_the_key(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "providers.inference[0].config.device" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_official_agent_helper_runs_a_rag_session_on_the_demo(demo: str) -> None:
+    """The demo's model has random weights, so it cannot choose tools; what is asserted is the
+    machinery: a multi-turn session through the official Agent helper, with retrieval from a
+    FAISS bank over real MiniLM embeddings, persisted and readable afterwards."""
+    from llama_stack_client.lib.agents.agent import Agent
+    from llama_stack_client.lib.agents.event_logger import EventLogger
+
+    client = LlamaStackClient(base_url=demo, timeout=120)
+    client.memory_banks.register(
+        memory_bank_id="llama-facts",
+        params={"memory_bank_type": "vector", "embedding_model": "all-MiniLM-L6-v2", "chunk_size_in_tokens": 128},
+    )
+    client.memory.insert(
+        bank_id="llama-facts",
+        documents=[
+            {"document_id": "wool", "content": "Llama wool is soft and lanolin-free.", "metadata": {}},
+            {"document_id": "tax", "content": "Income tax is due in April.", "metadata": {}},
+        ],
+    )
+    config: Any = {
+        "model": "tiny-random-llama-3",
+        "instructions": "You are a helpful assistant.",
+        "enable_session_persistence": True,
+        "max_infer_iters": 2,
+        "sampling_params": {"strategy": "greedy", "max_tokens": 8},
+        "tools": [
+            {
+                "type": "memory",
+                "memory_bank_configs": [{"bank_id": "llama-facts", "type": "vector"}],
+                "query_generator_config": {"type": "default", "sep": " "},
+                "max_tokens_in_context": 512,
+                "max_chunks": 1,
+            }
+        ],
+    }
+    agent = Agent(client, config)
+    session_id = agent.create_session("demo-rag")
+    for question in ("Is llama wool soft?", "And what about its lanolin?"):
+        events = list(agent.create_turn(messages=[{"role": "user", "content": question}], session_id=session_id))
+        assert list(EventLogger().log(iter(events)))  # the official logger understands every event
+        turn = events[-1].event.payload.turn
+        retrieval = [step for step in turn.steps if step.step_type == "memory_retrieval"]
+        assert retrieval and "lanolin-free" in str(retrieval[0].inserted_context)
+        assert "Income tax" not in str(retrieval[0].inserted_context)
+    session = client.agents.session.retrieve(agent_id=agent.agent_id, session_id=session_id)
+    assert len(session.turns) == 2
