@@ -65,3 +65,11 @@ class RateLimited(StackError):
 
 class ProviderError(StackError):
     """A provider failed in a way that is the server's fault (a bug or a broken local resource)."""
+
+
+class Unauthorized(StackError):
+    """The request carries no API key, or one the server does not know."""
+
+
+class Forbidden(StackError):
+    """The caller's API key is valid but does not cover what the request asks for."""

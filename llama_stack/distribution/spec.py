@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from llama_stack.apis.common import JsonValue
 from llama_stack.apis.memory_banks import BankParams
@@ -60,10 +60,28 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+SECRET_SETTING = re.compile(r"(^|_)(key|secret|password|passwd|token|credentials?)$", re.IGNORECASE)
+
+
+def redact_secrets(value: Any) -> Any:
+    """`value` with the values of secret-looking settings (api_key, password...) masked."""
+    if isinstance(value, dict):
+        return {k: "***" if SECRET_SETTING.search(str(k)) and v else redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(item) for item in value]
+    return value
+
+
 class ProviderConfig(StrictModel):
     provider_id: str = Field(min_length=1)
     provider_type: str = Field(min_length=1)
     config: dict[str, Any] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Any:
+        # The raw config is validated by the provider's own model (SecretStr for keys); until then
+        # a repr (a log line, a traceback) must not show its secrets.
+        for name, value in super().__repr_args__():
+            yield name, redact_secrets(value) if name == "config" else value
 
 
 class ModelInput(StrictModel):
@@ -88,11 +106,102 @@ class MemoryBankInput(StrictModel):
     provider_memory_bank_id: str | None = None
 
 
+# Operations: access control, quotas and telemetry (docs/operations.md). All are off by default.
+
+API_KEY_ENV = "LLAMA_STACK_API_KEY"
+ANONYMOUS = "anonymous"
+
+
+class KeyScopes(StrictModel):
+    apis: list[Api] = Field(default_factory=lambda: list(Api), description="the APIs the key may call")
+    models: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, description='model ids the key may use, or "*" for all'
+    )
+
+
+class ApiKeyConfig(StrictModel):
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.@-]+$",
+        description="who holds the key; shown in logs, metrics and quota counters (the key never is)",
+    )
+    key: SecretStr | None = Field(default=None, description="the bearer token itself")
+    key_env: str | None = Field(default=None, description="the environment variable holding the token")
+    scopes: KeyScopes = Field(default_factory=KeyScopes)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKeyConfig:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of key and key_env")
+        if self.key is not None and len(self.key.get_secret_value()) < 16:
+            raise ValueError("the key must be at least 16 characters long")
+        return self
+
+
+class AuthConfig(StrictModel):
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AuthConfig:
+        names = [key.name for key in self.keys]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"key names must be unique; repeated: {', '.join(duplicated)}")
+        return self
+
+
+class QuotaLimits(StrictModel):
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_day: int | None = Field(default=None, gt=0, description="prompt + completion tokens, per UTC day")
+
+
+class QuotaConfig(QuotaLimits):
+    """Limits for every key (or, without auth, for all callers together); `per_key` overrides them
+    field by field. Counters live in `store`, by default the metadata store."""
+
+    per_key: dict[str, QuotaLimits] = Field(default_factory=dict)
+    store: KVStoreConfig | None = None
+
+    def limits_for(self, name: str) -> QuotaLimits:
+        override = self.per_key.get(name)
+        if override is None:
+            return self
+        merged = {field: getattr(override, field) for field in override.model_fields_set}
+        return QuotaLimits(**{**self.model_dump(include=set(QuotaLimits.model_fields)), **merged})
+
+
+class TracingConfig(StrictModel):
+    exporter: Literal["otlp", "console"] = "otlp"
+    endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP traces URL; default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or localhost:4318"
+    )
+    service_name: str = Field(default="llama-stack", min_length=1)
+
+
+class TelemetryConfig(StrictModel):
+    metrics: bool = Field(default=False, description="serve Prometheus metrics on /metrics")
+    tracing: TracingConfig | None = Field(default=None, description="OpenTelemetry spans around inference calls")
+    request_ids: bool = Field(default=False, description="x-request-id on every answer and one access log per request")
+    log_format: Literal["text", "json"] = "text"
+
+
 class ServerConfig(StrictModel):
     host: str = "0.0.0.0"
     port: int = Field(default=5000, ge=0, le=65535)
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     graceful_shutdown_s: float = Field(default=10.0, ge=0)
+    auth: AuthConfig | None = None
+    quotas: QuotaConfig | None = None
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+
+    @model_validator(mode="after")
+    def _quota_keys_exist(self) -> ServerConfig:
+        known = {key.name for key in self.auth.keys} if self.auth else set()
+        unknown = sorted(set(self.quotas.per_key) - known) if self.quotas else []
+        if unknown:
+            raise ValueError(f"quotas.per_key names keys that server.auth does not define: {', '.join(unknown)}")
+        return self
 
 
 def default_metadata_store(image_name: str) -> SqliteKVStoreConfig:
@@ -151,11 +260,38 @@ def parse_yaml_file(path: Path) -> dict[str, Any]:
 
 
 def parse_run_config(data: dict[str, Any], env: Mapping[str, str] | None = None) -> RunConfig:
-    expanded = expand_env(data, os.environ if env is None else env)
+    env = os.environ if env is None else env
+    expanded = expand_env(data, env)
     try:
-        return RunConfig.model_validate(expanded)
+        config = RunConfig.model_validate(expanded)
     except ValidationError as e:
         raise ConfigError(_validation_message(e)) from e
+    return resolve_api_keys(config, env)
+
+
+def resolve_api_keys(config: RunConfig, env: Mapping[str, str]) -> RunConfig:
+    """Read each `key_env`, and add a key from $LLAMA_STACK_API_KEY (every scope) when it is set."""
+    auth = config.server.auth or AuthConfig()
+    keys: list[ApiKeyConfig] = []
+    for index, key in enumerate(auth.keys):
+        if key.key is None and key.key_env is not None:
+            value = env.get(key.key_env, "")
+            if len(value) < 16:
+                problem = "is not set" if not value else "holds fewer than 16 characters"
+                raise ConfigError(f"server.auth.keys[{index}].key_env: environment variable {key.key_env} {problem}")
+            key = key.model_copy(update={"key": SecretStr(value), "key_env": None})
+        keys.append(key)
+    from_env = env.get(API_KEY_ENV, "")
+    if from_env:
+        if len(from_env) < 16:
+            raise ConfigError(f"environment variable {API_KEY_ENV}: an API key needs at least 16 characters")
+        if any(key.name == API_KEY_ENV for key in keys):
+            raise ConfigError(f"server.auth.keys: the name {API_KEY_ENV} is taken by the key from the environment")
+        keys.append(ApiKeyConfig(name=API_KEY_ENV, key=SecretStr(from_env)))
+    if not keys:
+        return config
+    server = config.server.model_copy(update={"auth": AuthConfig(keys=keys)})
+    return config.model_copy(update={"server": server})
 
 
 def load_run_config(path: Path, env: Mapping[str, str] | None = None) -> RunConfig:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import Request
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from llama_stack.apis.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     NotFound,
     NotImplementedYet,
@@ -23,6 +25,7 @@ from llama_stack.apis.errors import (
     ProviderError,
     RateLimited,
     StackError,
+    Unauthorized,
     UpstreamError,
     UpstreamTimeout,
 )
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 
 STATUS: dict[type[StackError], int] = {
     InvalidRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     PayloadTooLarge: 413,
@@ -54,6 +59,7 @@ ERROR_TYPE = {
     500: "internal_error",
     501: "not_implemented",
     502: "upstream_error",
+    503: "unavailable",
     504: "upstream_timeout",
 }
 
@@ -91,8 +97,15 @@ async def handle_stack_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     response = error_response(status, exc.message, request.url.path)
     if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
-        response.headers["retry-after"] = str(max(1, round(exc.retry_after_s)))
+        response.headers["retry-after"] = retry_after_header(exc.retry_after_s)
+    if isinstance(exc, Unauthorized):
+        response.headers["www-authenticate"] = "Bearer"
     return response
+
+
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up: a client that waits exactly this long is not refused again."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def _field(location: tuple[Any, ...]) -> str:

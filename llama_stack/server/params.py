@@ -24,7 +24,7 @@ async def query_and_body(request: Request, model: type[M], lists: tuple[str, ...
     raw = await request.body()
     try:
         data: Any = json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, nesting too deep
         raise InvalidRequest("request body is not valid JSON") from e
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")

@@ -345,3 +345,54 @@ async def test_postgres_tables_are_separate_stores(postgres_dsn: str, open_store
     await one.set("k", "in-one")
     assert await two.get("k") is None
     assert await one.get("k") == "in-one"
+
+
+# Counters: the quotas count requests and tokens with them, across replicas.
+
+
+async def test_increment_counts_from_zero_apart_from_values(store: KVStore) -> None:
+    assert await store.increment("hits") == 1
+    assert await store.increment("hits", 5) == 6
+    assert await store.increment("hits", -2) == 4
+    assert await store.counter("hits") == 4
+    assert await store.counter("never-counted") == 0
+    assert await store.get("hits") is None
+    assert await store.keys_with_prefix("") == []
+    await store.set("hits", "a value")
+    assert await store.counter("hits") == 4
+
+
+async def test_counters_are_namespaced_and_durable(
+    make_config: MakeConfig, open_store: OpenStore, namespace: str
+) -> None:
+    one = await open_store(make_config(f"{namespace}a"))
+    two = await open_store(make_config(f"{namespace}b"))
+    await one.increment("shared-name", 3, ttl_s=60)
+    assert await two.increment("shared-name") == 1
+    await one.close()
+    assert await (await open_store(make_config(f"{namespace}a"))).counter("shared-name") == 3
+
+
+async def test_concurrent_increments_from_two_connections_all_count(
+    make_config: MakeConfig, open_store: OpenStore, namespace: str
+) -> None:
+    one = await open_store(make_config(namespace))
+    two = await open_store(make_config(namespace))
+    results = await asyncio.gather(*(store.increment("n", 1, ttl_s=60) for store in [one, two] * 50))
+    assert sorted(results) == list(range(1, 101))
+    assert await one.counter("n") == 100
+
+
+async def test_counter_expires_after_its_ttl_and_later_increments_do_not_extend_it(store: KVStore) -> None:
+    assert await store.increment("window", 1, ttl_s=0.6) == 1
+    await asyncio.sleep(0.3)
+    assert await store.increment("window", 1, ttl_s=60) == 2  # the first expiry still holds
+    await asyncio.sleep(0.5)
+    assert await store.counter("window") == 0  # expired
+    assert await store.increment("window", 1, ttl_s=60) == 1  # and started again
+
+
+async def test_postgres_counters_table_fits_a_long_table_name(postgres_dsn: str, open_store: OpenStore) -> None:
+    long_name = f"kv_{uuid.uuid4().hex}" + "x" * 27  # 62 characters: <name>_counters would be cut
+    store = await open_store(PostgresKVStoreConfig(dsn=postgres_dsn, table_name=long_name))
+    assert await store.increment("k", 2) == 2

@@ -58,6 +58,9 @@ def env(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[s
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    # The test command runs with HF_HUB_OFFLINE=1 so that nothing reaches the real Hub; these
+    # downloads go to the local fake Hub, so offline mode is lifted for them.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     for saved in ("HF_TOKEN_PATH", "HF_STORED_TOKENS_PATH"):  # no token `hf auth login` saved here
         monkeypatch.setattr(constants, saved, str(tmp_path / "no-token" / saved))
     return {

@@ -47,6 +47,18 @@ class KVStore(Protocol):
         """Keys that start with `prefix` (without the namespace), ordered."""
         ...
 
+    async def increment(self, key: str, by: int = 1, ttl_s: float | None = None) -> int:
+        """Add `by` to the counter `key` atomically (across every process sharing the database) and
+        return its new value. A missing or expired counter starts from 0; `ttl_s` sets its expiry
+        when it starts (later increments do not extend it), so a counter named after its time
+        window ends by itself. Counters are a keyspace of their own, namespaced like the values:
+        `get`, ranges and prefixes never see them."""
+        ...
+
+    async def counter(self, key: str) -> int:
+        """The value of the counter `key`: 0 when it is missing or expired. Writes nothing."""
+        ...
+
     async def close(self) -> None:
         """Release connections; calling it twice is harmless."""
         ...
@@ -130,6 +142,10 @@ def prefix_upper_bound(prefix: str) -> str | None:
         # Surrogates cannot be encoded in UTF-8, so no stored key holds one; skip them.
         nxt = _SURROGATES_END + 1
     return stripped[:-1] + chr(nxt)
+
+
+# Expired counters are deleted on open and every this many increments of a process.
+PURGE_EVERY = 1000
 
 
 def redact(text: str, secret: str | None) -> str:

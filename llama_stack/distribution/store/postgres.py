@@ -8,6 +8,7 @@ single autocommit statements (an UPSERT for `set`). Postgres `TEXT` cannot hold 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import psycopg
@@ -15,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
-from .api import PostgresKVStoreConfig, key_prefix, prefix_upper_bound, redact
+from .api import PURGE_EVERY, PostgresKVStoreConfig, key_prefix, prefix_upper_bound, redact
 
 _CONNECT_TIMEOUT_S = 5
 _POOL_MAX_SIZE = 10
@@ -31,6 +32,14 @@ def describe_dsn(dsn: str) -> str:
     port = str(params.get("port") or 5432)
     dbname = str(params.get("dbname") or params.get("user") or "")
     return f"{host}:{port}/{dbname}"
+
+
+def counters_table(table_name: str) -> str:
+    """The counters' table: `<table>_counters`, shortened with a hash past Postgres' 63 characters."""
+    name = f"{table_name}_counters"
+    if len(name) <= 63:
+        return name
+    return f"{table_name[:50]}_{hashlib.sha1(table_name.encode()).hexdigest()[:12]}"
 
 
 def _password(dsn: str) -> str | None:
@@ -60,6 +69,20 @@ class PostgresKVStore:
         self._range = sql.SQL("SELECT value FROM {} WHERE key >= %s AND key < %s ORDER BY key").format(table)
         self._keys_from = sql.SQL("SELECT key FROM {} WHERE key >= %s ORDER BY key").format(table)
         self._keys_between = sql.SQL("SELECT key FROM {} WHERE key >= %s AND key < %s ORDER BY key").format(table)
+        counters = sql.Identifier(counters_table(table_name))
+        # One upsert: atomic under concurrency (the row is locked), timed by the database's clock.
+        self._increment = sql.SQL(
+            "INSERT INTO {} AS c (key, value, expires_at) VALUES (%s, %s, now() + make_interval(secs => %s::float8)) "
+            "ON CONFLICT (key) DO UPDATE SET "
+            "value = CASE WHEN c.expires_at <= now() THEN EXCLUDED.value ELSE c.value + EXCLUDED.value END, "
+            "expires_at = CASE WHEN c.expires_at <= now() THEN EXCLUDED.expires_at ELSE c.expires_at END "
+            "RETURNING value"
+        ).format(counters)
+        self._counter = sql.SQL(
+            "SELECT value FROM {} WHERE key = %s AND (expires_at IS NULL OR expires_at > now())"
+        ).format(counters)
+        self._purge = sql.SQL("DELETE FROM {} WHERE expires_at <= now()").format(counters)
+        self._increments = 0
 
     @classmethod
     async def open(cls, config: PostgresKVStoreConfig) -> PostgresKVStore:
@@ -67,6 +90,11 @@ class PostgresKVStore:
         password = _password(config.dsn)
         table = sql.Identifier(config.table_name)
         create = sql.SQL('CREATE TABLE IF NOT EXISTS {} (key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL)')
+        counters = sql.Identifier(counters_table(config.table_name))
+        create_counters = sql.SQL(
+            'CREATE TABLE IF NOT EXISTS {} (key TEXT COLLATE "C" PRIMARY KEY, value BIGINT NOT NULL, '
+            "expires_at TIMESTAMPTZ)"
+        )
         try:
             # A direct connection first: it fails fast with libpq's reason, where a pool would
             # retry in the background until its timeout.
@@ -81,6 +109,8 @@ class PostgresKVStore:
                 # violation in pg_type); the transaction-scoped advisory lock serialises them.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (config.table_name,))
                 await conn.execute(create.format(table))
+                await conn.execute(create_counters.format(counters))
+                await conn.execute(sql.SQL("DELETE FROM {} WHERE expires_at <= now()").format(counters))
         except psycopg.Error as e:
             reason = redact(str(e), password)
             raise ConnectionError(f"postgres: cannot create table {config.table_name!r} on {address}: {reason}") from e
@@ -134,6 +164,22 @@ class PostgresKVStore:
             rows = await cur.fetchall()
         cut = len(self._prefix)
         return [str(row[0])[cut:] for row in rows]
+
+    async def increment(self, key: str, by: int = 1, ttl_s: float | None = None) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self._increment, (self._prefix + key, by, ttl_s))
+            row = await cur.fetchone()
+            self._increments += 1
+            if self._increments % PURGE_EVERY == 0:
+                await conn.execute(self._purge)
+        assert row is not None  # RETURNING always yields the row it wrote
+        return int(row[0])
+
+    async def counter(self, key: str) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self._counter, (self._prefix + key,))
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
 
     async def close(self) -> None:
         if not self._closed:

@@ -27,6 +27,8 @@ from .api import RedisKVStoreConfig, key_prefix, prefix_upper_bound, redact
 
 DATA_KEY = "llamastack:kvstore:data"
 INDEX_KEY = "llamastack:kvstore:index"
+# Counters are one Redis key each (a hash field cannot expire on its own before Redis 7.4).
+COUNTER_PREFIX = "llamastack:kvstore:counter:"
 _HMGET_BATCH = 1000
 
 
@@ -107,6 +109,23 @@ class RedisKVStore:
         keys = await self._client.zrangebylex(INDEX_KEY, "[" + full, "+" if upper is None else "(" + upper)
         cut = len(self._prefix)
         return [str(k)[cut:] for k in keys]
+
+    async def increment(self, key: str, by: int = 1, ttl_s: float | None = None) -> int:
+        counter = COUNTER_PREFIX + self._prefix + key
+        async with self._client.pipeline(transaction=True) as pipe:
+            # SET NX creates the counter with its expiry only when it is missing (or expired);
+            # INCRBY then adds, both in one MULTI/EXEC.
+            if ttl_s is None:
+                pipe.set(counter, 0, nx=True)
+            else:
+                pipe.set(counter, 0, nx=True, px=max(1, round(ttl_s * 1000)))
+            pipe.incrby(counter, by)
+            _, value = await pipe.execute()
+        return int(value)
+
+    async def counter(self, key: str) -> int:
+        value = await self._client.get(COUNTER_PREFIX + self._prefix + key)
+        return 0 if value is None else int(value)
 
     async def close(self) -> None:
         if not self._closed:

@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import aiosqlite
 
-from .api import SqliteKVStoreConfig, key_prefix, prefix_upper_bound
+from .api import PURGE_EVERY, SqliteKVStoreConfig, key_prefix, prefix_upper_bound
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kvstore (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
+_COUNTERS = (
+    "CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at REAL) WITHOUT ROWID"
+)
+# One statement, so it is atomic even between processes sharing the file. SET expressions all see
+# the old row, so both CASEs test the old expiry.
+_INCREMENT = """
+INSERT INTO counters (key, value, expires_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (key) DO UPDATE SET
+  value = CASE WHEN counters.expires_at <= ?4 THEN excluded.value ELSE counters.value + excluded.value END,
+  expires_at = CASE WHEN counters.expires_at <= ?4 THEN excluded.expires_at ELSE counters.expires_at END
+RETURNING value
+"""
 
 
 def _prepare_path(db_path: str) -> str:
@@ -30,6 +43,7 @@ class SqliteKVStore:
         self._conn = conn
         self._prefix = key_prefix(namespace)
         self._closed = False
+        self._increments = 0
 
     @classmethod
     async def open(cls, config: SqliteKVStoreConfig) -> SqliteKVStore:
@@ -46,6 +60,8 @@ class SqliteKVStore:
             # last commits) and avoids an fsync per write.
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute(_SCHEMA)
+            await conn.execute(_COUNTERS)
+            await conn.execute("DELETE FROM counters WHERE expires_at <= ?", (time.time(),))
         except sqlite3.Error as e:
             await conn.close()
             raise ConnectionError(f"sqlite: cannot use the database at {path}: {e}") from e
@@ -88,6 +104,23 @@ class SqliteKVStore:
             rows = await cur.fetchall()
         cut = len(self._prefix)
         return [str(row[0])[cut:] for row in rows]
+
+    async def increment(self, key: str, by: int = 1, ttl_s: float | None = None) -> int:
+        now = time.time()
+        expires_at = None if ttl_s is None else now + ttl_s
+        async with self._conn.execute(_INCREMENT, (self._prefix + key, by, expires_at, now)) as cur:
+            row = await cur.fetchone()
+        self._increments += 1
+        if self._increments % PURGE_EVERY == 0:
+            await self._conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
+        assert row is not None  # RETURNING always yields the row it wrote
+        return int(row[0])
+
+    async def counter(self, key: str) -> int:
+        query = "SELECT value FROM counters WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+        async with self._conn.execute(query, (self._prefix + key, time.time())) as cur:
+            row = await cur.fetchone()
+        return 0 if row is None else int(row[0])
 
     async def close(self) -> None:
         if not self._closed:
