@@ -46,7 +46,9 @@ class Tracing:
         self.tracer: Tracer = self.provider.get_tracer("llama_stack")
 
     def shutdown(self) -> None:
-        self.provider.shutdown()  # type: ignore[no-untyped-call]
+        # Typed in some opentelemetry-sdk releases and not in others: call it through Any.
+        provider: Any = self.provider
+        provider.shutdown()
 
 
 class TraceRequests:
