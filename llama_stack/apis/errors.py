@@ -49,6 +49,10 @@ class NotImplementedYet(StackError):
     """A route or feature this distribution does not provide; the message names what is missing."""
 
 
+class StoreUnavailable(StackError):
+    """A database the stack keeps its own state in (kvstore, vector store) cannot be reached."""
+
+
 class UpstreamError(StackError):
     """A backend the provider calls failed or answered garbage."""
 

@@ -191,6 +191,9 @@ class ServerConfig(StrictModel):
     port: int = Field(default=5000, ge=0, le=65535)
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     graceful_shutdown_s: float = Field(default=10.0, ge=0)
+    # Above the idle timeouts of common clients (httpx and the SDKs on it: 5 s) and load balancers
+    # (60 s), so the server is not the side that closes a connection a client is about to reuse.
+    keep_alive_s: float = Field(default=75.0, gt=0)
     auth: AuthConfig | None = None
     quotas: QuotaConfig | None = None
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)

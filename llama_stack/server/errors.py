@@ -25,6 +25,7 @@ from llama_stack.apis.errors import (
     ProviderError,
     RateLimited,
     StackError,
+    StoreUnavailable,
     Unauthorized,
     UpstreamError,
     UpstreamTimeout,
@@ -42,6 +43,7 @@ STATUS: dict[type[StackError], int] = {
     RateLimited: 429,
     ProviderError: 500,
     NotImplementedYet: 501,
+    StoreUnavailable: 503,
     UpstreamError: 502,
     UpstreamTimeout: 504,
 }

@@ -7,7 +7,7 @@ import base64
 import json
 import struct
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -45,6 +45,7 @@ from llama_stack.server.params import json_response
 from llama_stack.server.sse import sse_response
 
 DONE = b"data: [DONE]\n\n"
+T = TypeVar("T")
 
 
 def _frame(chunk: Any) -> bytes:
@@ -205,8 +206,11 @@ async def _chat_stream(
     usage = None
     finish = "stop"
     try:
+        # The provider's first chunk comes before ours, so a request that fails at once (upstream
+        # down, bad input) is still answered with its status code rather than a 200 stream.
+        first = await anext(chunks, None)
         yield chunk({"role": "assistant", "content": ""})
-        async for item in chunks:
+        async for item in _starting_with(first, chunks):
             event = item.event
             if event.event_type == ChatCompletionEventType.complete:
                 usage = event.usage
@@ -239,6 +243,13 @@ async def _chat_stream(
             }
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _starting_with(first: T | None, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    if first is not None:
+        yield first
+    async for item in rest:
+        yield item
 
 
 async def _completion_stream(

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 from starlette.responses import Response
 
 from llama_stack.apis.errors import InvalidRequest
@@ -37,7 +37,16 @@ async def query_and_body(request: Request, model: type[M], lists: tuple[str, ...
         raise RequestValidationError(e.errors()) from e
 
 
+def dump_json(value: Any, exclude_none: bool = False) -> bytes:
+    """Pydantic models (or lists/dicts of them) straight to JSON bytes. Text a client sent can hold
+    lone surrogates (a JSON escape like \\ud800 allows them) that UTF-8 cannot encode; such values
+    go out escaped, as JSON permits, instead of failing."""
+    try:
+        return to_json(value, exclude_none=exclude_none)
+    except PydanticSerializationError:
+        return json.dumps(to_jsonable_python(value, exclude_none=exclude_none), separators=(",", ":")).encode()
+
+
 def json_response(value: Any, status_code: int = 200) -> Response:
-    """Serialise pydantic models (or lists/dicts of them) straight to bytes, skipping
-    FastAPI's jsonable_encoder pass."""
-    return Response(to_json(value), status_code=status_code, media_type="application/json")
+    """A JSON response without FastAPI's jsonable_encoder pass."""
+    return Response(dump_json(value), status_code=status_code, media_type="application/json")

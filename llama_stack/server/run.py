@@ -54,6 +54,7 @@ async def serve(
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=int(config.server.graceful_shutdown_s),
+        timeout_keep_alive=int(config.server.keep_alive_s),
         lifespan="on",
     )
     server = GracefulServer(server_config)

@@ -15,6 +15,7 @@ from starlette.responses import StreamingResponse
 
 from llama_stack.apis.errors import StackError
 from llama_stack.server.errors import stream_error_event
+from llama_stack.server.params import dump_json
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _frame(chunk: BaseModel) -> bytes:
-    return b"data: " + chunk.model_dump_json(exclude_none=True).encode() + b"\n\n"
+    return b"data: " + dump_json(chunk, exclude_none=True) + b"\n\n"
 
 
 def _error_frame(error: BaseException) -> bytes:

@@ -165,6 +165,12 @@ def test_errors_use_openai_envelope(client: openai.OpenAI, server: LiveServer) -
         client.embeddings.create(model="echo", input="x")
 
 
+def test_a_stream_that_fails_at_once_keeps_its_status(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as failure:
+        client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "fail-now"}], stream=True)
+    assert failure.value.status_code == 502 and "refused the request" in str(failure.value)
+
+
 def test_mid_stream_failure_raises_in_the_sdk(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="echo", messages=[{"role": "user", "content": "fail-midway and more"}], stream=True

@@ -12,6 +12,7 @@ from .api import (
     RedisKVStoreConfig,
     SqliteKVStoreConfig,
 )
+from .guarded import GuardedKVStore
 
 __all__ = [
     "KVStore",
@@ -49,12 +50,22 @@ async def kvstore_from_config(config: KVStoreConfig) -> KVStore:
         return await SqliteKVStore.open(config)
     if isinstance(config, RedisKVStoreConfig):
         _require("redis", "redis", "redis.asyncio")
-        from .redis import RedisKVStore
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        return await RedisKVStore.open(config)
+        from .redis import RedisKVStore, describe_url
+
+        redis_store = await RedisKVStore.open(config)
+        redis_outages: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+        return GuardedKVStore(redis_store, f"redis kvstore at {describe_url(config.url)}", redis_outages)
     if isinstance(config, PostgresKVStoreConfig):
         _require("postgres", "postgres", "psycopg", "psycopg_pool")
-        from .postgres import PostgresKVStore
+        import psycopg
+        from psycopg_pool import PoolTimeout
 
-        return await PostgresKVStore.open(config)
+        from .postgres import PostgresKVStore, describe_dsn
+
+        pg_store = await PostgresKVStore.open(config)
+        pg_outages: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout, OSError)
+        return GuardedKVStore(pg_store, f"postgres kvstore at {describe_dsn(config.dsn)}", pg_outages)
     raise TypeError(f"not a kvstore config: {type(config).__name__}")
