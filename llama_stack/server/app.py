@@ -18,7 +18,7 @@ from llama_stack.server.auth import AccessControl, KeyRing, scope_routers
 from llama_stack.server.errors import EXCEPTION_HANDLERS
 from llama_stack.server.llama_routes import llama_router
 from llama_stack.server.metrics import HttpMetrics, Metrics
-from llama_stack.server.middleware import BodySizeLimit, ProviderData
+from llama_stack.server.middleware import ProviderData, RequestBodyGuard
 from llama_stack.server.observability import Meter, RequestIds, meter_inference, use_json_logs
 from llama_stack.server.openai_routes import openai_router
 from llama_stack.server.params import json_response
@@ -84,7 +84,7 @@ def create_app(stack: Stack) -> FastAPI:
     ops.add_routes(app)
     # Starlette runs the middleware added last first: request ids, metrics, traces, access control.
     app.add_middleware(ProviderData)
-    app.add_middleware(BodySizeLimit, max_bytes=stack.config.server.max_request_bytes)
+    app.add_middleware(RequestBodyGuard, max_bytes=stack.config.server.max_request_bytes)
     ops.add_middleware(app)
     app.state.stack = stack
     app.state.operations = ops

@@ -85,7 +85,7 @@ async def test_telemetry_is_off_by_default_and_costs_nothing(make_app: MakeApp) 
     assert response.status_code == 200 and "x-request-id" not in response.headers
     assert (await http.get("/metrics")).status_code == 404
     # No middleware beyond the body limit and provider data, and the provider is not wrapped.
-    assert [m.cls.__name__ for m in app.user_middleware] == ["BodySizeLimit", "ProviderData"]  # type: ignore[attr-defined]
+    assert [m.cls.__name__ for m in app.user_middleware] == ["RequestBodyGuard", "ProviderData"]  # type: ignore[attr-defined]
     assert not isinstance(app.state.stack.models.providers["scripted"], MeteredInference)
 
 

@@ -131,16 +131,18 @@ async def test_invalid_body_names_the_field(client: httpx.AsyncClient) -> None:
     assert bad_sampling.status_code == 422 and "temperature" in bad_sampling.json()["error"]["message"]
 
 
-async def test_text_with_a_lone_surrogate_is_echoed_escaped(client: httpx.AsyncClient) -> None:
-    body = b'{"model_id": "echo", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
-    for stream in (b"false", b"true"):
-        response = await client.post(
-            "/alpha/inference/chat-completion",
-            content=body[:-1] + b', "stream": ' + stream + b"}",
-            headers={"content-type": "application/json"},
-        )
-        assert response.status_code == 200
-        assert "a\\ud800b" in response.text and "error" not in response.text
+async def test_text_with_a_lone_surrogate_is_400_but_pairs_pass(client: httpx.AsyncClient) -> None:
+    def body(text: bytes) -> bytes:
+        return b'{"model_id": "echo", "messages": [{"role": "user", "content": "' + text + b'"}]}'
+
+    headers = {"content-type": "application/json"}
+    for lone in (b"a\\ud800b", b"x\\udc00", b"\\ud800\\u0041"):
+        response = await client.post("/alpha/inference/chat-completion", content=body(lone), headers=headers)
+        assert response.status_code == 400, lone
+        assert "lone UTF-16 surrogate" in response.json()["error"]["message"]
+    paired = await client.post("/alpha/inference/chat-completion", content=body(b"\\ud83d\\ude00"), headers=headers)
+    assert paired.status_code == 200
+    assert paired.json()["completion_message"]["content"] == "echo: \U0001f600"
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
