@@ -8,7 +8,12 @@ provider is remote::vllm pointed at it, each pinned to its own core when `taskse
   * throughput: requests/s at 32 concurrent clients, direct vs through the stack, with wrk
     (apt-get install wrk) or, without it, an asyncio httpx load generator.
 
-    python -m scripts.bench_gateway [--requests 2000] [--seconds 10] [--clients 32]
+    python -m scripts.bench_gateway [--requests 2000] [--seconds 10] [--clients 32] [--profile gw.prof]
+
+--profile runs the gateway under cProfile (slower: its numbers are not the gateway's latency), writes
+the stats to that file when the gateway exits and prints the functions with the most own time.
+The children's stderr goes to a file, never a pipe nobody reads (a full pipe would stall a server
+that logs per request).
 """
 
 from __future__ import annotations
@@ -48,14 +53,16 @@ def pinned(core: int, command: list[str]) -> list[str]:
 
 @contextmanager
 def process(command: list[str], health_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
+    errors = tempfile.TemporaryFile("w+")
     child = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=errors, text=True
     )
     try:
         deadline = time.monotonic() + 120
         while True:
             if child.poll() is not None:
-                raise SystemExit(f"{command[0]} exited: {child.stderr.read() if child.stderr else ''}")
+                errors.seek(0)
+                raise SystemExit(f"{command[0]} exited: {errors.read()[-4000:]}")
             try:
                 if httpx.get(health_url, timeout=1).status_code < 500:
                     break
@@ -67,7 +74,8 @@ def process(command: list[str], health_url: str, env: dict[str, str] | None = No
         yield
     finally:
         child.terminate()
-        child.wait(timeout=30)
+        child.wait(timeout=60)
+        errors.close()
 
 
 def latencies(url: str, body: dict[str, Any], count: int, stream: bool) -> list[float]:
@@ -138,6 +146,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--profile", type=Path, default=None, help="run the gateway under cProfile, stats here")
     args = parser.parse_args()
 
     backend_port, stack_port = free_port(), free_port()
@@ -164,11 +173,24 @@ def main() -> None:
                 }
             )
         )
-        llama = str(Path(sys.executable).with_name("llama"))
         fake = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(backend_port)]
-        gateway = [llama, "stack", "run", str(run_yaml), "--port", str(stack_port)]
+        run = ["stack", "run", str(run_yaml), "--port", str(stack_port)]
+        if args.profile is None:
+            gateway = [str(Path(sys.executable).with_name("llama")), *run]
+        else:
+            profiler = [sys.executable, "-m", "cProfile", "-o", str(args.profile.resolve())]
+            gateway = [*profiler, "-m", "llama_stack.cli.main", *run]
         with process(pinned(1, fake), f"{backend}/v1/models"), process(pinned(0, gateway), f"{stack}/alpha/health"):
             report(backend, stack, args)
+    if args.profile is not None:
+        print_profile(args.profile)
+
+
+def print_profile(path: Path, top: int = 40) -> None:
+    import pstats
+
+    print(f"\ngateway profile: {path} (the functions with the most own time)")
+    pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
 
 
 def report(backend: str, stack: str, args: argparse.Namespace) -> None:

@@ -2,7 +2,8 @@
 one adapter for every OpenAI-compatible backend, where each vendor is only configuration
 (vendors.py: base URL, API-key sources, model-id map).
 
-Importing this package stays cheap (pydantic only): the openai SDK is imported by the factory.
+Importing this package stays cheap (pydantic only): the HTTP client (httpx, a core dependency)
+is imported by the factory. No SDK: client.py speaks the OpenAI wire format itself.
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ def _spec(vendor: Vendor) -> ProviderSpec:
         provider_type=vendor.provider_type,
         config_class=OpenAICompatConfig,
         factory=_factory(vendor),
-        description=f"{vendor.name}: {vendor.description}, through the openai SDK{key}",
-        required_modules=("openai",),
-        extra="openai",
+        description=f"{vendor.name}: {vendor.description}{key}",
     )
 
 

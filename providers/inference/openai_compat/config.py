@@ -27,6 +27,9 @@ class OpenAICompatConfig(BaseModel):
     retry_backoff_s: float = Field(
         default=0.5, ge=0, description="the first retry's delay; each next one doubles (jittered, at most 8 s)"
     )
+    max_connections: int = Field(
+        default=256, ge=1, description="the most connections open to the backend at once (kept alive between calls)"
+    )
     verify_models: bool = Field(
         default=True, description="check registered models against the backend's /v1/models where it lists them"
     )

@@ -1,4 +1,8 @@
-"""Our Inference types <-> OpenAI's chat/completions/embeddings bodies.
+"""Our Inference types <-> OpenAI's chat/completions/embeddings bodies, as plain JSON values.
+
+Requests become dicts that client.py serialises once; answers are the upstream's parsed JSON,
+read straight into our types (a body of another shape raises KeyError/TypeError, which
+errors.translate reports as "not the expected JSON").
 
 Tool-call arguments that are not a JSON object (the model wrote broken JSON, or was cut off by
 max_tokens) do not become a ToolCall: a non-streaming answer keeps the raw call as text in the
@@ -11,10 +15,6 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any
-
-from openai.types.chat import ChatCompletion, ChatCompletionTokenLogprob
-from openai.types.completion import Completion
-from openai.types.completion_usage import CompletionUsage
 
 from llama_stack.apis.common import (
     CompletionMessage,
@@ -39,6 +39,7 @@ from llama_stack.apis.inference import (
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    EmbeddingsResponse,
     JsonSchemaResponseFormat,
     ResponseFormat,
     TokenLogProbs,
@@ -134,14 +135,11 @@ def sampling(params: SamplingParams, vendor: Vendor) -> dict[str, Any]:
         out["max_tokens"] = params.max_tokens
     if params.seed is not None:
         out["seed"] = params.seed
-    if vendor.extra_sampling:
-        extra: dict[str, Any] = {}
+    if vendor.extra_sampling:  # beside OpenAI's parameters, in the same body
         if params.strategy == SamplingStrategy.top_k and params.top_k:
-            extra["top_k"] = params.top_k
+            out["top_k"] = params.top_k
         if params.repetition_penalty not in (None, 1.0):
-            extra["repetition_penalty"] = params.repetition_penalty
-        if extra:
-            out["extra_body"] = extra
+            out["repetition_penalty"] = params.repetition_penalty
     return out
 
 
@@ -186,10 +184,10 @@ def stop_reason(finish_reason: str | None) -> StopReason:
     return STOP_REASONS.get(finish_reason or "stop", StopReason.end_of_turn)
 
 
-def usage(raw: CompletionUsage | None) -> Usage | None:
+def usage(raw: dict[str, Any] | None) -> Usage | None:
     if raw is None:
         return None
-    return Usage(prompt_tokens=raw.prompt_tokens, completion_tokens=raw.completion_tokens)
+    return Usage(prompt_tokens=raw["prompt_tokens"], completion_tokens=raw.get("completion_tokens") or 0)
 
 
 def parse_arguments(raw: str) -> dict[str, Any] | None:
@@ -203,54 +201,72 @@ def parse_arguments(raw: str) -> dict[str, Any] | None:
     return arguments if isinstance(arguments, dict) else None
 
 
-def chat_logprobs(tokens: list[ChatCompletionTokenLogprob] | None) -> list[TokenLogProbs] | None:
+def chat_logprobs(logprobs: dict[str, Any] | None) -> list[TokenLogProbs] | None:
+    """A choice's `logprobs` ({"content": [{token, logprob, top_logprobs}, ...]}) as ours."""
+    tokens = logprobs.get("content") if logprobs is not None else None
     if tokens is None:
         return None
     return [
         TokenLogProbs(
-            logprobs_by_token={t.token: t.logprob for t in token.top_logprobs} or {token.token: token.logprob}
+            logprobs_by_token={t["token"]: t["logprob"] for t in token.get("top_logprobs") or ()}
+            or {token["token"]: token["logprob"]}
         )
         for token in tokens
     ]
 
 
-def chat_response(completion: ChatCompletion, provider_type: str) -> ChatCompletionResponse:
-    if not completion.choices:
+def chat_response(completion: dict[str, Any], provider_type: str) -> ChatCompletionResponse:
+    choices = completion["choices"]
+    if not choices:
         raise UpstreamError(f"{provider_type} answered a chat completion with no choices")
-    choice = completion.choices[0]
-    text = choice.message.content or ""
+    choice = choices[0]
+    message = choice["message"]
+    text = message.get("content") or ""
     calls: list[ToolCall] = []
-    for call in choice.message.tool_calls or []:
-        function = getattr(call, "function", None)
+    for call in message.get("tool_calls") or ():
+        function = call.get("function")
         if function is None:  # a custom (non-function) tool call: nothing we can represent
             continue
-        arguments = parse_arguments(function.arguments)
+        raw = function.get("arguments") or ""
+        arguments = parse_arguments(raw)
         if arguments is None:
-            text += f"{function.name}({function.arguments})"
+            text += f"{function['name']}({raw})"
         else:
-            calls.append(ToolCall(call_id=call.id, tool_name=function.name, arguments=arguments))
-    message = CompletionMessage(content=text, stop_reason=stop_reason(choice.finish_reason), tool_calls=calls)
-    logprobs = chat_logprobs(choice.logprobs.content) if choice.logprobs is not None else None
-    return ChatCompletionResponse(completion_message=message, logprobs=logprobs, usage=usage(completion.usage))
+            calls.append(ToolCall(call_id=call["id"], tool_name=function["name"], arguments=arguments))
+    finish = stop_reason(choice.get("finish_reason"))
+    return ChatCompletionResponse(
+        completion_message=CompletionMessage(content=text, stop_reason=finish, tool_calls=calls),
+        logprobs=chat_logprobs(choice.get("logprobs")),
+        usage=usage(completion.get("usage")),
+    )
 
 
-def completion_logprobs(choice: Any) -> list[TokenLogProbs] | None:
-    logprobs = getattr(choice, "logprobs", None)
+def completion_logprobs(choice: dict[str, Any]) -> list[TokenLogProbs] | None:
+    logprobs = choice.get("logprobs")
     if logprobs is None:
         return None
-    if logprobs.top_logprobs:
-        return [TokenLogProbs(logprobs_by_token=dict(top)) for top in logprobs.top_logprobs]
-    pairs = zip(logprobs.tokens or [], logprobs.token_logprobs or [], strict=False)
+    if logprobs.get("top_logprobs"):
+        return [TokenLogProbs(logprobs_by_token=dict(top)) for top in logprobs["top_logprobs"]]
+    pairs = zip(logprobs.get("tokens") or (), logprobs.get("token_logprobs") or (), strict=False)
     return [TokenLogProbs(logprobs_by_token={token: value}) for token, value in pairs]
 
 
-def completion_response(completion: Completion, provider_type: str) -> CompletionResponse:
-    if not completion.choices:
+def completion_response(completion: dict[str, Any], provider_type: str) -> CompletionResponse:
+    choices = completion["choices"]
+    if not choices:
         raise UpstreamError(f"{provider_type} answered a completion with no choices")
-    choice = completion.choices[0]
+    choice = choices[0]
     return CompletionResponse(
-        content=choice.text,
-        stop_reason=stop_reason(choice.finish_reason),
+        content=choice["text"],
+        stop_reason=stop_reason(choice.get("finish_reason")),
         logprobs=completion_logprobs(choice),
-        usage=usage(completion.usage),
+        usage=usage(completion.get("usage")),
+    )
+
+
+def embeddings_response(result: dict[str, Any]) -> EmbeddingsResponse:
+    vectors = [item["embedding"] for item in sorted(result["data"], key=lambda item: item["index"])]
+    raw = result.get("usage")
+    return EmbeddingsResponse(
+        embeddings=vectors, usage=Usage(prompt_tokens=raw["prompt_tokens"], completion_tokens=0) if raw else None
     )

@@ -1,17 +1,22 @@
-"""What the openai SDK raises -> the stack's error vocabulary, and which failures a retry may cure.
+"""What a call to the upstream can fail with -> the stack's error vocabulary, and which failures a
+retry may cure.
 
-Every message names the provider and its URL, and never the API key.
+The HTTP layer (client.py) raises httpcore's errors as they come and `StatusError` for an
+answer with an error status; `translate` turns either into a StackError. Every message names the
+provider and its URL, and never the API key.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-import openai
+import httpcore
 
 from llama_stack.apis.errors import InvalidRequest, RateLimited, StackError, UpstreamError, UpstreamTimeout
 
@@ -19,6 +24,14 @@ MAX_RETRY_DELAY_S = 8.0
 # A Retry-After longer than this is not waited out: the caller gets RateLimited at once.
 MAX_RETRY_AFTER_S = 30.0
 PROVIDER_DATA = "the request's provider data"
+# Failures to connect, or of the connection while a call is under way (httpcore's vocabulary).
+TRANSPORT_ERRORS = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.ProxyError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ConnectionNotAvailable,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,39 @@ class Upstream:
     @property
     def where(self) -> str:
         return f"{self.provider_type} at {self.url}"
+
+
+class StatusError(Exception):
+    """The upstream answered with an HTTP error status; `body` is its JSON (or text) body."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str], reason: str = "") -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.headers = headers
+        self.reason = reason
+        self.body: Any
+        try:
+            self.body = json.loads(body)
+        except ValueError:
+            self.body = body.decode("utf-8", "replace").strip()
+
+    @property
+    def message(self) -> str:
+        """The upstream's own words: OpenAI's `{"error": {"message": ...}}`, TGI's `{"error": "..."}`,
+        or the start of a body that is not JSON."""
+        body = self.body
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            message = inner.get("message") if isinstance(inner, dict) else inner
+            if isinstance(message, str) and message:
+                return message
+        if isinstance(body, str) and body:
+            return body[:500]
+        return self.reason or "no message"
+
+
+class StreamError(Exception):
+    """An error the upstream reported inside a stream (`data: {"error": {...}}`)."""
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
@@ -47,34 +93,27 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def _upstream_message(err: openai.APIStatusError) -> str:
-    body = err.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        message = inner.get("message") if isinstance(inner, dict) else inner
-        if isinstance(message, str) and message:
-            return message
-    if isinstance(body, str) and body:
-        return body[:500]
-    return err.response.reason_phrase or "no message"
-
-
-def translate(err: BaseException, upstream: Upstream, key_source: str | None = None) -> StackError:
-    """The typed error a client should see for a failed call to the upstream."""
+def translate(
+    err: BaseException, upstream: Upstream, key_source: str | None = None, *, streaming: bool = False
+) -> StackError:
+    """The typed error a client should see for a failed call to the upstream. `streaming`: the
+    failure came after the stream had begun (a dropped connection there is not "cannot reach")."""
     if isinstance(err, StackError):
         return err
     where = upstream.where
-    if isinstance(err, openai.APITimeoutError) or "Timeout" in type(err).__name__:
+    if isinstance(err, httpcore.TimeoutException):
         return UpstreamTimeout(f"{where} did not answer within {upstream.timeout_s:g} s")
-    if isinstance(err, openai.APIConnectionError):
-        cause = err.__cause__ or err
-        return UpstreamError(f"cannot reach {where}: {type(cause).__name__}: {cause}")
-    if isinstance(err, openai.APIStatusError):
-        status, message = err.status_code, _upstream_message(err)
+    if isinstance(err, TRANSPORT_ERRORS):
+        if streaming:
+            return UpstreamError(f"{where} failed mid-stream: {type(err).__name__}: {err}")
+        return UpstreamError(f"cannot reach {where}: {type(err).__name__}: {err}")
+    if isinstance(err, StatusError):
+        status, message = err.status, err.message
+        if 300 <= status < 400:  # redirects are not followed: a POST must not silently change hosts
+            to = f" to {err.headers['location']}" if "location" in err.headers else ""
+            return UpstreamError(f"{where} redirected the request (HTTP {status}){to}: set the provider's url there")
         if status == 429:
-            return RateLimited(
-                f"{where} is rate limiting requests: {message}", retry_after_s=retry_after(err.response.headers)
-            )
+            return RateLimited(f"{where} is rate limiting requests: {message}", retry_after_s=retry_after(err.headers))
         if status in (401, 403):
             text = f"{where} refused the API key from {key_source or 'nowhere (none was given)'}: {message}"
             # A key the client sent is the client's to fix; a configured one is the server's.
@@ -82,10 +121,11 @@ def translate(err: BaseException, upstream: Upstream, key_source: str | None = N
         if 400 <= status < 500:
             return InvalidRequest(f"{upstream.provider_type} rejected the request (HTTP {status}): {message}")
         return UpstreamError(f"{where} failed with HTTP {status}: {message}")
-    if isinstance(err, openai.APIResponseValidationError | ValueError):
+    if isinstance(err, StreamError):
+        return UpstreamError(f"{where} reported an error: {err}")
+    if isinstance(err, ValueError | KeyError | TypeError | AttributeError | IndexError):
+        # json.loads' errors, and a body whose shape is not OpenAI's.
         return UpstreamError(f"{where} answered a body that is not the expected JSON")
-    if isinstance(err, openai.APIError):
-        return UpstreamError(f"{where} reported an error: {err.message}")
     return UpstreamError(f"{where} failed: {type(err).__name__}: {err}")
 
 
@@ -95,15 +135,15 @@ def retry_delay(err: BaseException, attempt: int, backoff_s: float) -> float | N
     Connection failures, 429 and 5xx are retried; timeouts are not (the upstream may still be
     working on the first request, and a retry would make the caller wait several timeouts).
     """
-    if isinstance(err, openai.APITimeoutError):
+    if isinstance(err, httpcore.TimeoutException):
         return None
-    if isinstance(err, openai.APIStatusError):
-        if err.status_code != 429 and err.status_code < 500:
+    if isinstance(err, StatusError):
+        if err.status != 429 and err.status < 500:
             return None
-        after = retry_after(err.response.headers)
+        after = retry_after(err.headers)
         if after is not None:
             return after if after <= MAX_RETRY_AFTER_S else None
-    elif not isinstance(err, openai.APIConnectionError):
+    elif not isinstance(err, TRANSPORT_ERRORS):
         return None
     delay = min(backoff_s * 2.0**attempt, MAX_RETRY_DELAY_S)
     return delay * (1.0 - 0.25 * random.random())

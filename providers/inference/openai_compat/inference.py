@@ -1,9 +1,8 @@
-"""The one implementation behind every OpenAI-compatible vendor, through the official openai SDK.
+"""The one implementation behind every OpenAI-compatible vendor, over client.py's lean HTTP client.
 
-The SDK's own retries are off (max_retries=0): this module retries non-streaming calls itself, on
-connection errors, 429 (waiting out Retry-After) and 5xx, and never retries a timeout or a
-stream. A stream that is closed early (the client went away) closes the upstream HTTP response,
-which stops the generation behind it.
+Non-streaming calls are retried here, on connection errors, 429 (waiting out Retry-After) and
+5xx; a timeout or a stream is never retried. A stream that is closed early (the client went
+away) closes the upstream HTTP response, which stops the generation behind it.
 """
 
 from __future__ import annotations
@@ -11,13 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
-
-from openai import AsyncOpenAI, AsyncStream
-from openai.types.chat import ChatCompletionChunk
-from openai.types.completion import Completion
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, TypeVar
 
 from llama_stack.apis.common import content_has_image, content_text
 from llama_stack.apis.errors import InvalidRequest
@@ -31,14 +25,14 @@ from llama_stack.apis.inference import (
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
-    Usage,
 )
 from llama_stack.apis.models import Model
 from llama_stack.distribution.request_context import provider_value
 
 from ..remote_common import vendor_model_name
+from .client import SSEDecoder, UpstreamHTTP, dumps
 from .config import OpenAICompatConfig
-from .convert import chat_params, chat_response, completion_params, completion_response
+from .convert import chat_params, chat_response, completion_params, completion_response, embeddings_response
 from .errors import PROVIDER_DATA, Upstream, retry_delay, translate
 from .stream import ChatStream, CompletionStream, chat_event
 from .vendors import Vendor
@@ -46,8 +40,17 @@ from .vendors import Vendor
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Out = TypeVar("Out")
 NO_KEY = "EMPTY"  # what key-less servers (vLLM, TGI) are sent, as vLLM's docs do
-MAX_CLIENTS = 32  # SDK clients kept per distinct API key (they share one connection pool)
+CHAT, COMPLETIONS, EMBEDDINGS, MODELS = "/chat/completions", "/completions", "/embeddings", "/models"
+
+
+class StreamState(Protocol[Out]):
+    """ChatStream or CompletionStream: upstream chunks in, our chunks out."""
+
+    def feed(self, chunk: dict[str, Any]) -> list[Out]: ...
+
+    def finish(self) -> list[Out]: ...
 
 
 class OpenAICompatInference:
@@ -62,10 +65,9 @@ class OpenAICompatInference:
         self.vendor = vendor
         self.config = config
         self.upstream = Upstream(vendor.provider_type, url.rstrip("/"), config.timeout_s)
-        self._base = AsyncOpenAI(base_url=self.upstream.url, api_key=NO_KEY, timeout=config.timeout_s, max_retries=0)
-        self._clients: OrderedDict[str, AsyncOpenAI] = OrderedDict()
+        self.http = UpstreamHTTP(self.upstream.url, config.timeout_s, config.max_connections)
 
-    # --- keys and clients ---------------------------------------------------------------------
+    # --- keys ---------------------------------------------------------------------------------
 
     def api_key(self) -> tuple[str | None, str | None]:
         """The key for this request and where it came from: provider data, config, environment."""
@@ -80,7 +82,7 @@ class OpenAICompatInference:
             return from_env, f"the {vendor.api_key_env} environment variable"
         return None, None
 
-    def _client(self, *, required: bool = True) -> tuple[AsyncOpenAI, str | None]:
+    def _key(self, *, required: bool = True) -> tuple[str, str | None]:
         key, source = self.api_key()
         if key is None:
             if required and self.vendor.requires_api_key:
@@ -91,26 +93,26 @@ class OpenAICompatInference:
                     "environment variable"
                 )
             key = NO_KEY
-        client = self._clients.get(key)
-        if client is None:
-            client = self._base if key == NO_KEY else self._base.with_options(api_key=key)
-            self._clients[key] = client
-            if len(self._clients) > MAX_CLIENTS:
-                self._clients.popitem(last=False)
-        else:
-            self._clients.move_to_end(key)
-        return client, source
+        elif not (key.isascii() and key.isprintable()):  # it goes into a header line as is
+            raise InvalidRequest(f"the {self.vendor.provider_type} API key from {source} is not printable ASCII")
+        return key, source
 
     def model_name(self, model_id: str) -> str:
         return vendor_model_name(model_id, self.vendor.model_ids, self.config.model_ids)
 
     # --- calls --------------------------------------------------------------------------------
 
-    async def _retrying(self, call: Callable[..., Awaitable[T]], params: dict[str, Any], source: str | None) -> T:
+    async def _call(
+        self, method: str, path: str, params: dict[str, Any] | None, read: Callable[[Any], T], *, required: bool = True
+    ) -> T:
+        """One non-streaming call, retried where safe; `read` turns the answer's JSON into ours."""
+        key, source = self._key(required=required)
+        body = None if params is None else dumps(params)
         attempt = 0
         while True:
             try:
-                return await call(**params)
+                answer = await self.http.json(method, path, key, body)
+                break
             except Exception as err:
                 delay = retry_delay(err, attempt, self.config.retry_backoff_s)
                 if delay is None or attempt >= self.config.max_retries:
@@ -118,24 +120,47 @@ class OpenAICompatInference:
                 attempt += 1
                 log.info("%s failed (%s); retry %d in %.2f s", self.upstream.where, type(err).__name__, attempt, delay)
                 await asyncio.sleep(delay)
-
-    async def _once(self, call: Callable[..., Awaitable[T]], params: dict[str, Any], source: str | None) -> T:
         try:
-            return await call(**params)
+            return read(answer)
         except Exception as err:
             raise translate(err, self.upstream, source) from err
 
-    async def _next(self, iterator: AsyncIterator[T], source: str | None) -> T | None:
+    def _stream(self, path: str, params: dict[str, Any], state: StreamState[T], first: T | None) -> AsyncIterator[T]:
+        # The key and the body are made on the call, so a bad request fails before any chunk.
+        key, source = self._key()
+        params["stream"] = True
+        if self.vendor.stream_usage:
+            params["stream_options"] = {"include_usage": True}
+        return self._chunks(path, dumps(params), key, source, state, first)
+
+    async def _chunks(
+        self, path: str, body: bytes, key: str, source: str | None, state: StreamState[T], first: T | None
+    ) -> AsyncIterator[T]:
         try:
-            return await anext(iterator)
-        except StopAsyncIteration:
-            return None
+            response = await self.http.send("POST", path, key, body)
         except Exception as err:
             raise translate(err, self.upstream, source) from err
-
-    def _stream_params(self) -> dict[str, Any]:
-        usage = {"stream_options": {"include_usage": True}} if self.vendor.stream_usage else {}
-        return {"stream": True, **usage}
+        try:
+            if first is not None:
+                yield first
+            decoder = SSEDecoder()
+            chunks = response.aiter_stream()
+            while True:
+                try:
+                    chunk = await anext(chunks, None)
+                    if chunk is None:
+                        outs = [out for event in decoder.close() for out in state.feed(event)]
+                        outs += state.finish()
+                    else:
+                        outs = [out for event in decoder.feed(chunk) for out in state.feed(event)]
+                except Exception as err:
+                    raise translate(err, self.upstream, source, streaming=True) from err
+                for out in outs:
+                    yield out
+                if chunk is None:
+                    return
+        finally:
+            await response.aclose()
 
     # --- models -------------------------------------------------------------------------------
 
@@ -145,9 +170,7 @@ class OpenAICompatInference:
             return None
         if self.vendor.requires_api_key and self.api_key()[0] is None:
             return None
-        client, source = self._client(required=False)
-        page = await self._retrying(client.models.list, {}, source)
-        return [model.id async for model in page]
+        return await self._call("GET", MODELS, None, _model_ids, required=False)
 
     async def register_model(self, model: Model) -> Model:
         name = self.model_name(model.provider_resource_id)
@@ -164,68 +187,34 @@ class OpenAICompatInference:
         return None  # nothing is held per model
 
     async def shutdown(self) -> None:
-        self._clients.clear()
-        await self._base.close()
+        await self.http.aclose()
 
     # --- inference ----------------------------------------------------------------------------
 
     async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         params = chat_params(request, self.model_name(request.model_id), self.vendor)
-        client, source = self._client()
-        completion = await self._retrying(client.chat.completions.create, params, source)
-        return chat_response(completion, self.vendor.provider_type)
+        return await self._call("POST", CHAT, params, self._chat_response)
+
+    def _chat_response(self, answer: Any) -> ChatCompletionResponse:
+        return chat_response(answer, self.vendor.provider_type)
 
     def chat_completion_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        # Checked on the call, so a bad request fails before any chunk is sent.
-        params = {**chat_params(request, self.model_name(request.model_id), self.vendor), **self._stream_params()}
-        client, source = self._client()
-        return self._chat_chunks(client, params, source)
-
-    async def _chat_chunks(
-        self, client: AsyncOpenAI, params: dict[str, Any], source: str | None
-    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        stream = cast(
-            AsyncStream[ChatCompletionChunk], await self._once(client.chat.completions.create, params, source)
-        )
-        try:
-            state = ChatStream(self.vendor.provider_type)
-            yield chat_event(ChatCompletionEventType.start)
-            iterator = stream.__aiter__()
-            while (chunk := await self._next(iterator, source)) is not None:
-                for out in state.feed(chunk):
-                    yield out
-            for out in state.finish():
-                yield out
-        finally:
-            await stream.close()
+        params = chat_params(request, self.model_name(request.model_id), self.vendor)
+        start = chat_event(ChatCompletionEventType.start)
+        return self._stream(CHAT, params, ChatStream(self.vendor.provider_type), start)
 
     async def completion(self, request: CompletionRequest) -> CompletionResponse:
         params = completion_params(request, self.model_name(request.model_id), self.vendor)
-        client, source = self._client()
-        completion = await self._retrying(client.completions.create, params, source)
-        return completion_response(completion, self.vendor.provider_type)
+        return await self._call("POST", COMPLETIONS, params, self._completion_response)
+
+    def _completion_response(self, answer: Any) -> CompletionResponse:
+        return completion_response(answer, self.vendor.provider_type)
 
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
-        params = {**completion_params(request, self.model_name(request.model_id), self.vendor), **self._stream_params()}
-        client, source = self._client()
-        return self._completion_chunks(client, params, source)
-
-    async def _completion_chunks(
-        self, client: AsyncOpenAI, params: dict[str, Any], source: str | None
-    ) -> AsyncIterator[CompletionResponseStreamChunk]:
-        stream = cast(AsyncStream[Completion], await self._once(client.completions.create, params, source))
-        try:
-            state = CompletionStream(self.vendor.provider_type)
-            iterator = stream.__aiter__()
-            while (chunk := await self._next(iterator, source)) is not None:
-                for out in state.feed(chunk):
-                    yield out
-            for out in state.finish():
-                yield out
-        finally:
-            await stream.close()
+        params = completion_params(request, self.model_name(request.model_id), self.vendor)
+        return self._stream(COMPLETIONS, params, CompletionStream(self.vendor.provider_type), None)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         if any(content_has_image(content) for content in request.contents):
@@ -235,8 +224,8 @@ class OpenAICompatInference:
             "input": [content_text(content) for content in request.contents],
             "encoding_format": "float",
         }
-        client, source = self._client()
-        result = await self._retrying(client.embeddings.create, params, source)
-        vectors = [item.embedding for item in sorted(result.data, key=lambda item: item.index)]
-        usage = Usage(prompt_tokens=result.usage.prompt_tokens, completion_tokens=0) if result.usage else None
-        return EmbeddingsResponse(embeddings=vectors, usage=usage)
+        return await self._call("POST", EMBEDDINGS, params, embeddings_response)
+
+
+def _model_ids(answer: Any) -> list[str]:
+    return [str(model["id"]) for model in answer["data"]]

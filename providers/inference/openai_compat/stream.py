@@ -4,14 +4,13 @@ Text arrives as progress deltas. A tool call is announced (`started`), its argum
 pass through as `in_progress` deltas, and when the upstream finishes the whole call is sent as
 `success` with the parsed ToolCall (or `failure` with the raw text: see convert.py). The
 `complete` event comes last, after the usage chunk that OpenAI sends once the choices are done.
+Chunks arrive as the parsed JSON of each SSE event (client.SSEDecoder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from openai.types.chat import ChatCompletionChunk
-from openai.types.completion import Completion
+from typing import Any
 
 from llama_stack.apis.common import ToolCall
 from llama_stack.apis.errors import UpstreamError
@@ -59,34 +58,37 @@ class ChatStream:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[ChatCompletionResponseStreamChunk]:
-        if chunk.usage is not None:
-            self.usage = usage(chunk.usage)
+    def feed(self, chunk: dict[str, Any]) -> list[ChatCompletionResponseStreamChunk]:
+        raw_usage = chunk.get("usage")
+        if raw_usage is not None:
+            self.usage = usage(raw_usage)
         out: list[ChatCompletionResponseStreamChunk] = []
-        for choice in chunk.choices:
-            if choice.index != 0:
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
                 continue
-            delta = choice.delta
-            logprobs = chat_logprobs(choice.logprobs.content) if choice.logprobs is not None else None
-            if delta.content or logprobs:
-                out.append(_progress(delta.content or "", logprobs))
-            for fragment in delta.tool_calls or []:
-                call = self.calls.get(fragment.index)
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            logprobs = chat_logprobs(choice.get("logprobs"))
+            if content or logprobs:
+                out.append(_progress(content or "", logprobs))
+            for fragment in delta.get("tool_calls") or ():
+                index = fragment.get("index", 0)
+                call = self.calls.get(index)
                 if call is None:
-                    call = self.calls[fragment.index] = _PartialCall()
+                    call = self.calls[index] = _PartialCall()
                     out.append(_progress(ToolCallDelta(content="", parse_status=ToolCallParseStatus.started)))
-                if fragment.id:
-                    call.call_id = fragment.id
-                if fragment.function is not None:
-                    call.name += fragment.function.name or ""
-                    if fragment.function.arguments:
-                        call.arguments += fragment.function.arguments
-                        in_progress = ToolCallDelta(
-                            content=fragment.function.arguments, parse_status=ToolCallParseStatus.in_progress
-                        )
+                if fragment.get("id"):
+                    call.call_id = fragment["id"]
+                function = fragment.get("function")
+                if function is not None:
+                    call.name += function.get("name") or ""
+                    arguments = function.get("arguments")
+                    if arguments:
+                        call.arguments += arguments
+                        in_progress = ToolCallDelta(content=arguments, parse_status=ToolCallParseStatus.in_progress)
                         out.append(_progress(in_progress))
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
+            if choice.get("finish_reason") is not None:
+                self.finish_reason = choice["finish_reason"]
         return out
 
     def finish(self) -> list[ChatCompletionResponseStreamChunk]:
@@ -120,17 +122,19 @@ class CompletionStream:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
-    def feed(self, chunk: Completion) -> list[CompletionResponseStreamChunk]:
-        if chunk.usage is not None:
-            self.usage = usage(chunk.usage)
+    def feed(self, chunk: dict[str, Any]) -> list[CompletionResponseStreamChunk]:
+        raw_usage = chunk.get("usage")
+        if raw_usage is not None:
+            self.usage = usage(raw_usage)
         out: list[CompletionResponseStreamChunk] = []
-        for choice in chunk.choices:
-            if choice.index != 0:
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
                 continue
-            if choice.text or choice.logprobs is not None:
-                out.append(CompletionResponseStreamChunk(delta=choice.text, logprobs=completion_logprobs(choice)))
-            if choice.finish_reason is not None:
-                self.finish_reason = choice.finish_reason
+            text = choice.get("text") or ""
+            if text or choice.get("logprobs") is not None:
+                out.append(CompletionResponseStreamChunk(delta=text, logprobs=completion_logprobs(choice)))
+            if choice.get("finish_reason") is not None:
+                self.finish_reason = choice["finish_reason"]
         return out
 
     def finish(self) -> list[CompletionResponseStreamChunk]:
