@@ -45,6 +45,15 @@ def run_yaml(tmp_path: Path, ollama_url: str, postgres_dsn: str) -> Path:
                     "config": {"dsn": postgres_dsn, "table_prefix": "scaleout"},
                 }
             ],
+            "agents": [
+                {
+                    "provider_id": "meta-reference",
+                    "provider_type": "inline::meta-reference",
+                    "config": {
+                        "persistence_store": {"type": "postgres", "dsn": postgres_dsn, "table_name": "scaleout_agents"}
+                    },
+                }
+            ],
         },
         "metadata_store": {"type": "postgres", "dsn": postgres_dsn, "table_name": "scaleout_registry"},
         "models": [
@@ -96,7 +105,7 @@ def ollama_url() -> Iterator[str]:
         yield url
 
 
-def test_two_processes_on_one_postgres_share_registrations_and_banks(
+def test_two_processes_on_one_postgres_share_registrations_banks_and_sessions(
     tmp_path: Path, ollama_url: str, postgres_dsn: str
 ) -> None:
     path = run_yaml(tmp_path, ollama_url, postgres_dsn)
@@ -123,6 +132,18 @@ def test_two_processes_on_one_postgres_share_registrations_and_banks(
         )
         found = two.memory.query(bank_id="shared-bank", query="Where do llamas come from?")
         assert [chunk.document_id for chunk in found.chunks] == ["llamas"]
+
+        agent = one.agents.create(
+            agent_config={
+                "model": LLM,
+                "instructions": "Be brief.",
+                "enable_session_persistence": True,
+                "max_infer_iters": 1,
+            }
+        )
+        session = one.agents.session.create(agent_id=agent.agent_id, session_name="made-on-one")
+        seen = two.agents.session.retrieve(agent_id=agent.agent_id, session_id=session.session_id)
+        assert seen.session_name == "made-on-one" and seen.turns == []
     finally:
         assert stop(first) == 0 and stop(second) == 0
 
