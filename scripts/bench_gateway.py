@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,14 +36,10 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.servers import free_port
+
 MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 PROMPT = [{"role": "user", "content": "Say hello."}]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pinned(core: int, command: list[str]) -> list[str]:

@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.servers import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 # The server's outbound HTTP (document and image URLs) goes to a closed local port: a generated
 # URL can never make the proof reach beyond 127.0.0.1.
@@ -49,12 +51,6 @@ NO_OUTSIDE = {
     "NO_PROXY": "127.0.0.1,localhost",
     "no_proxy": "127.0.0.1,localhost",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.005) -> float | None:

@@ -31,7 +31,8 @@ _INSTALL_HINT = "run scripts/install-test-servers.sh (apt-get install -y redis-s
 _START_TIMEOUT_S = 20.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -64,7 +65,7 @@ def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     log_path = workdir / "redis.log"
     last_log = ""
     for _attempt in range(3):  # the free port may be taken between probing and binding it
-        port = _free_port()
+        port = free_port()
         with log_path.open("wb") as log:
             args = [executable, "--port", str(port), "--bind", "127.0.0.1"]
             args += ["--save", "", "--appendonly", "no", "--dir", str(workdir)]

@@ -26,6 +26,7 @@ import yaml
 from scripts import gen_distribution_docs, gen_provider_docs
 from tests.deploy.dockerfiles import no_engine_path
 from tests.deploy.stack_files import DEPLOY, ROOT
+from tests.servers import free_port
 
 DOCS = ROOT / "docs"
 PAGES = ("getting-started.md", "deployment.md", "distributions.md", "providers.md")
@@ -133,14 +134,6 @@ def test_the_container_example_writes_a_context_that_lints_clean(tmp_path: Path)
 
 
 # -- examples against a live demo server ------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ from llama_stack_client import LlamaStackClient
 
 from tests.fakes.ollama_model import embedder, llama_vision
 from tests.fakes.ollama_server import FakeOllama, serve
+from tests.servers import free_port
 
 pytest.importorskip("ollama")
 LLAMA = str(Path(sys.executable).with_name("llama"))
 LLM = "Llama3.2-11B-Vision-Instruct"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_yaml(tmp_path: Path, ollama_url: str, postgres_dsn: str) -> Path:

@@ -4,7 +4,6 @@ memory provider, built once per test module. Postgres comes from tests/servers.p
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ import httpx
 import pytest
 
 from tests.providers.memory.harness import PROVIDERS, MemoryHarness, Servers, install_memory_providers
+from tests.servers import free_port
 
 install_memory_providers()
 
 _CHROMA_START_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _chroma_cli() -> str:
@@ -40,7 +33,7 @@ def _chroma_cli() -> str:
 def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """http://127.0.0.1:<port> of a Chroma server started for this test session."""
     workdir = tmp_path_factory.mktemp("chroma")
-    port = _free_port()
+    port = free_port()
     log_path = workdir / "chroma.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
