@@ -1,6 +1,7 @@
-"""The OpenAI-compatible adapter family, through the real openai SDK against the fake server
+"""The OpenAI-compatible adapter family, over its own HTTP client against the fake server
 (tests/fakes/openai_server.py): what each request becomes on the wire and what each answer
-becomes in our types. Faults, retries, keys and cancellation: test_openai_compat_faults.py."""
+becomes in our types. Faults, retries, keys and cancellation: test_openai_compat_faults.py;
+the HTTP client itself: test_openai_compat_http.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Upstream faults of the OpenAI-compatible adapter, through the real openai SDK against the fake
+"""Upstream faults of the OpenAI-compatible adapter, over its own HTTP client against the fake
 server: each becomes the right typed error naming the provider, retries happen only where safe
 (counted by the fake), API keys are taken in order, and a cancelled stream closes the upstream."""
 

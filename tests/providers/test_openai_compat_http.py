@@ -19,7 +19,7 @@ from llama_stack.apis.errors import InvalidRequest, UpstreamError, UpstreamTimeo
 from llama_stack.apis.inference import ChatCompletionRequest
 from llama_stack.distribution.provider import Deps
 from llama_stack.distribution.request_context import reset_provider_data, set_provider_data
-from llama_stack.providers.inference.openai_compat import SPECS, OpenAICompatConfig
+from llama_stack.providers.inference.openai_compat import SPECS, OpenAICompatConfig, http1
 from llama_stack.providers.inference.openai_compat.client import SSEDecoder, UpstreamHTTP, environment_proxy
 from llama_stack.providers.inference.openai_compat.errors import StatusError, StreamError, Upstream, translate
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -47,6 +47,7 @@ class RawServer:
         self.connections = 0
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
+        self.handlers: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> RawServer:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -55,6 +56,8 @@ class RawServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
         self.server.close()
+        if self.handlers:  # the clients have closed their connections: let the handlers see it
+            await asyncio.wait(self.handlers, timeout=2)
 
     @property
     def url(self) -> str:
@@ -63,17 +66,14 @@ class RawServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    (
-                        int(line.split(b":")[1])
-                        for line in head.split(b"\r\n")
-                        if line.lower().startswith(b"content-length")
-                    ),
-                    0,
-                )
+                lines = head.lower().split(b"\r\n")
+                length = next((int(line[15:]) for line in lines if line.startswith(b"content-length:")), 0)
                 self.requests.append(head + await reader.readexactly(length))
                 reply = self.script(len(self.requests) - 1)
                 if reply is None:
@@ -204,17 +204,21 @@ async def test_interim_1xx_answers_are_skipped_and_errors_keep_their_headers() -
     assert caught.value.reason == "Too Many Requests" and server.connections == 1  # an error body is read out
 
 
-async def test_a_big_body_read_slowly_pauses_reading_and_arrives_whole() -> None:
+async def test_a_big_body_read_slowly_pauses_reading_and_arrives_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1, "HIGH_WATER", 1 << 16)
+    monkeypatch.setattr(http1, "LOW_WATER", 1 << 12)
     payload = json.dumps({"data": "x" * (3 << 20)}).encode()
     async with RawServer(lambda n: answer(payload)) as server:
         http = client(server.url)
         response = await http.send("POST", "/embeddings", "k", b"{}")
-        received = bytearray()
+        connection = response.stream._connection
+        received, paused = bytearray(), False
         async for chunk in response.aiter_stream():
             received += chunk
-            await asyncio.sleep(0)  # a slow reader
+            await asyncio.sleep(0.001)  # a slow reader: meanwhile more arrives, and reading pauses
+            paused = paused or connection._paused
         await response.aclose()
-        assert bytes(received) == payload
+        assert bytes(received) == payload and paused
         assert await http.json("POST", "/embeddings", "k", b"{}") == json.loads(payload)  # reusable after
         await http.aclose()
     assert server.connections == 1
@@ -308,7 +312,7 @@ async def test_calls_go_through_the_environments_proxy(relay: dict[str, Any], mo
         http = client(server.url)
         assert await http.json("POST", "/chat/completions", "k", b"{}") == {"ok": True}
         await http.aclose()
-    assert relay["requests"] == [f"POST {server.url}/chat/completions HTTP/1.1"]
+        assert relay["requests"] == [f"POST {server.url}/chat/completions HTTP/1.1"]
     assert b"Authorization: Bearer k" in server.requests[0]
 
 

@@ -109,7 +109,8 @@ class UpstreamHTTP:
 
     async def _via_proxy(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
         assert self._proxy is not None
-        headers = [(b"Accept", JSON), (b"User-Agent", USER_AGENT), (b"Authorization", f"Bearer {api_key}".encode())]
+        headers = [(b"Host", self._host), (b"Accept", JSON), (b"User-Agent", USER_AGENT)]
+        headers.append((b"Authorization", f"Bearer {api_key}".encode()))
         if body is not None:
             headers += [(b"Content-Type", JSON), (b"Content-Length", str(len(body)).encode())]
         timeout = self.timeout_s

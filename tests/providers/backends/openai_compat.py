@@ -1,14 +1,12 @@
 """The contract suite's OpenAI-compatible backend: remote::vllm (the vendor that lists its models)
-against the fake OpenAI server, through the real openai SDK. The other vendors differ only in
-configuration, which tests/providers/test_openai_compat*.py cover."""
+against the fake OpenAI server. The other vendors differ only in configuration, which
+tests/providers/test_openai_compat*.py cover."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-import pytest
 
 from llama_stack.apis.models import Model, ModelType
 from llama_stack.distribution.provider import Deps
@@ -21,7 +19,6 @@ EMBEDDING_ID = "nomic-ai/nomic-embed-text-v1.5"
 
 @asynccontextmanager
 async def open_backend() -> AsyncIterator[InferenceBackend]:
-    pytest.importorskip("openai", reason="needs the openai extra: pip install 'llamastack-lite[openai]'")
     from llama_stack.providers.inference.openai_compat import OpenAICompatConfig, vllm_spec
 
     fake = FakeOpenAIServer()
