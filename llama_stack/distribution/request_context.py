@@ -45,6 +45,8 @@ class Caller:
     name: str
     apis: frozenset[str]
     models: frozenset[str] | None  # None: every model
+    # An admin key sees every tenant's resources (see distribution/ownership.py).
+    admin: bool = False
 
     def may_use_model(self, model_id: str) -> bool:
         return self.models is None or model_id in self.models

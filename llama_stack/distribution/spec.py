@@ -129,6 +129,7 @@ class ApiKeyConfig(StrictModel):
     key: SecretStr | None = Field(default=None, description="the bearer token itself")
     key_env: str | None = Field(default=None, description="the environment variable holding the token")
     scopes: KeyScopes = Field(default_factory=KeyScopes)
+    admin: bool = Field(default=False, description="sees and manages every key's agents, sessions, banks and files")
 
     @model_validator(mode="after")
     def _one_source(self) -> ApiKeyConfig:

@@ -86,7 +86,12 @@ class KeyRing:
         for key in config.keys:
             assert key.key is not None, "resolve_api_keys fills key from key_env"
             models = None if "*" in key.scopes.models else frozenset(key.scopes.models)
-            caller = Caller(name=key.name, apis=frozenset(api.value for api in key.scopes.apis), models=models)
+            caller = Caller(
+                name=key.name,
+                apis=frozenset(api.value for api in key.scopes.apis),
+                models=models,
+                admin=key.admin,
+            )
             self._entries.append((_digest(key.key.get_secret_value().encode()), caller))
 
     @property
@@ -131,7 +136,8 @@ class AccessControl:
         self.keys = keys
         self.quotas = quotas
         self.metrics = metrics
-        self.anonymous = Caller(name=ANONYMOUS, apis=frozenset(api.value for api in Api), models=None)
+        # Without keys there are no tenants: the one anonymous caller sees everything.
+        self.anonymous = Caller(name=ANONYMOUS, apis=frozenset(api.value for api in Api), models=None, admin=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
