@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from llama_stack.distribution.outbound import OutboundPolicy
+
 
 class Api(StrEnum):
     inference = "inference"
@@ -39,6 +41,8 @@ class Deps:
     registries (models, shields, memory_banks) are always available to declare."""
 
     apis: Mapping[Api, Any] = field(default_factory=dict)
+    # What the provider may fetch for a caller (server.outbound); the default refuses non-public addresses.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
 
     def __getitem__(self, api: Api) -> Any:
         if api not in self.apis:

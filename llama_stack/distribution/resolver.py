@@ -14,6 +14,7 @@ from llama_stack.apis.errors import StackError
 from llama_stack.apis.memory_banks import RegisterMemoryBankRequest
 from llama_stack.apis.models import RegisterModelRequest
 from llama_stack.apis.shields import RegisterShieldRequest
+from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.distribution.provider import Api, Deps, ProviderSpec
 from llama_stack.distribution.registry import UnknownProvider, get_provider_spec
 from llama_stack.distribution.routers import AgentsRouter, InferenceRouter, MemoryRouter, SafetyRouter
@@ -162,6 +163,7 @@ async def build_stack(config: RunConfig) -> Stack:
         shields=ShieldsTable({}, store),
         memory_banks=MemoryBanksTable({}, store, models),
     )
+    outbound = OutboundPolicy.from_config(config.server.outbound)
     stack.routers.update({Api.models: stack.models, Api.shields: stack.shields, Api.memory_banks: stack.memory_banks})
     try:
         for api in order:
@@ -169,7 +171,7 @@ async def build_stack(config: RunConfig) -> Stack:
             for index, spec, provider_config in specs[api]:
                 entry = config.providers[api][index]
                 wanted = (*spec.depends_on, *spec.optional_depends_on)
-                deps = Deps({api: stack.routers[api] for api in wanted if api in stack.routers})
+                deps = Deps({api: stack.routers[api] for api in wanted if api in stack.routers}, outbound)
                 try:
                     impl = await spec.factory(provider_config, deps)
                 except (StackError, OSError, ValueError, RuntimeError) as e:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from llama_stack.apis.common import JsonValue
 from llama_stack.apis.memory_banks import BankParams
 from llama_stack.apis.models import ModelType
+from llama_stack.distribution.outbound import OutboundConfig
 from llama_stack.distribution.provider import PROVIDER_APIS, Api
 from llama_stack.distribution.store.api import KVStoreConfig, SqliteKVStoreConfig
 
@@ -198,6 +199,7 @@ class ServerConfig(StrictModel):
     auth: AuthConfig | None = None
     quotas: QuotaConfig | None = None
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    outbound: OutboundConfig = Field(default_factory=OutboundConfig)
 
     @model_validator(mode="after")
     def _quota_keys_exist(self) -> ServerConfig:
