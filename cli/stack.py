@@ -118,6 +118,12 @@ def build(
         Path | None,
         typer.Option("--output-dir", help="the venv's folder, or the container build context"),
     ] = None,
+    base_image: Annotated[
+        str | None, typer.Option("--base-image", help="container: the image to build on (python:3.11-slim)")
+    ] = None,
+    context_only: Annotated[
+        bool, typer.Option("--context-only", help="container: write the build context, do not build the image")
+    ] = False,
 ) -> None:
     """Build a distribution as a venv, or write (and, with an engine, build) its container image."""
     with user_errors():
@@ -151,7 +157,8 @@ def build(
             if run_yaml is None:
                 raise UserError(f"a container build needs a run.yaml next to {build_yaml}")
             out_dir = output_dir or builder.default_container_dir(image_name or spec.name)
-            _build_container(plan, source, out_dir, run_yaml, image_name or f"llamastack-{spec.name}")
+            tag = image_name or f"llamastack-{spec.name}"
+            _build_container(plan, source, out_dir, run_yaml, tag, base_image, context_only)
 
 
 def _build_venv(plan: BuildPlan, source: PackageSource, venv_dir: Path, run_yaml: Path | None) -> None:
@@ -168,15 +175,27 @@ def _build_venv(plan: BuildPlan, source: PackageSource, venv_dir: Path, run_yaml
     typer.echo(f"  {result.run_command}")
 
 
-def _build_container(plan: BuildPlan, source: PackageSource, out_dir: Path, run_yaml: Path, tag: str) -> None:
+def _build_container(
+    plan: BuildPlan,
+    source: PackageSource,
+    out_dir: Path,
+    run_yaml: Path,
+    tag: str,
+    base_image: str | None = None,
+    context_only: bool = False,
+) -> None:
     import shlex
 
     from . import build as builder
 
+    typer.echo("Fetching the image's wheels on this host: the image build itself needs no network")
     dockerfile = builder.write_container_context(plan, out_dir.expanduser().resolve(), source, run_yaml)
     typer.echo(f"Wrote {dockerfile}")
-    engine = builder.reachable_engine()
-    command = builder.container_build_command(engine or "docker", tag, dockerfile.parent)
+    engine = None if context_only else builder.reachable_engine()
+    command = builder.container_build_command(engine or "docker", tag, dockerfile.parent, base_image)
+    if context_only:
+        typer.echo(f"Build the image with:\n  {shlex.join(command)}")
+        return
     if engine is None:
         typer.echo(
             "No container engine is available here (`docker info` and `podman info` both failed), "
