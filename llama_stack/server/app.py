@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from llama_stack.apis.inspect import RouteInfo
+from llama_stack.distribution.files import KVFiles
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import RunConfig
@@ -20,6 +21,8 @@ from llama_stack.server.llama_routes import llama_router
 from llama_stack.server.metrics import HttpMetrics, Metrics
 from llama_stack.server.middleware import ProviderData, RequestBodyGuard
 from llama_stack.server.observability import Meter, RequestIds, meter_inference, use_json_logs
+from llama_stack.server.openai_files import files_router
+from llama_stack.server.openai_moderations import Moderations, moderations_router
 from llama_stack.server.openai_routes import openai_router
 from llama_stack.server.params import json_response
 from llama_stack.server.quotas import Quotas
@@ -58,6 +61,11 @@ def route_listing(routes: list[BaseRoute], stack: Stack) -> dict[str, list[Route
     return listing
 
 
+def moderations_of(stack: Stack) -> Moderations:
+    safety_types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.safety}
+    return Moderations(stack.routers.get(Api.safety), stack.shields, safety_types)
+
+
 def create_app(stack: Stack) -> FastAPI:
     """An app over an already built stack; its lifespan stops the stack when the server stops."""
     ops = Operations(stack)
@@ -75,6 +83,8 @@ def create_app(stack: Stack) -> FastAPI:
     alpha = llama_router(stack)
     app.include_router(alpha)
     app.include_router(openai_router(stack))
+    app.include_router(files_router(KVFiles(stack.store)))
+    app.include_router(moderations_router(moderations_of(stack)))
     routes = route_listing(alpha.routes, stack)
 
     @app.get("/alpha/routes/list")

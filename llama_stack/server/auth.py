@@ -57,7 +57,16 @@ _ALPHA_APIS = {
     "providers": Api.inspect,
     "routes": Api.inspect,
 }
-_V1_APIS = {"models": Api.models, "chat": Api.inference, "completions": Api.inference, "embeddings": Api.inference}
+_V1_APIS = {
+    "models": Api.models,
+    "chat": Api.inference,
+    "completions": Api.inference,
+    "embeddings": Api.inference,
+    # The OpenAI agent/retrieval surface is a view of the core APIs: files feed retrieval,
+    # a moderation is a shield call.
+    "files": Api.memory,
+    "moderations": Api.safety,
+}
 # Requests to these APIs may spend tokens (directly, or through agents and shields).
 TOKEN_APIS = frozenset({Api.inference, Api.agents, Api.safety, Api.memory})
 

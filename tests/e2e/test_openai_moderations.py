@@ -9,6 +9,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types import ModerationMultiModalInputParam
 
 from tests.live import LiveServer, live_server
 from tests.providers.safety.scripted_guard import ScriptedGuard
@@ -82,12 +83,11 @@ def test_each_string_of_a_list_gets_its_own_result(client: openai.OpenAI) -> Non
 def test_an_image_goes_to_the_vision_guard(client: openai.OpenAI, server: LiveServer) -> None:
     guard = guard_of(server)
     before = len(guard.calls)
-    moderation = client.moderations.create(
-        input=[
-            {"type": "text", "text": "Is this picture fine to post?"},
-            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
-        ]
-    )
+    parts: list[ModerationMultiModalInputParam] = [
+        {"type": "text", "text": "Is this picture fine to post?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}},
+    ]
+    moderation = client.moderations.create(input=parts)
     (result,) = moderation.results
     assert not result.flagged
     assert result.category_applied_input_types.violence == ["text", "image"]
