@@ -21,7 +21,7 @@ async def get_provider_impl(config: ChromaMemoryConfig, deps: Deps) -> MemoryEng
 
     store = await ChromaStore.connect(config.url, config.collection_prefix)
     kv = await kvstore_from_config(config.resolved_kvstore())
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion)
+    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
 
 
 provider_spec = ProviderSpec(

@@ -10,11 +10,10 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import httpx
-
 from llama_stack.apis.common import URL, content_has_image, content_text
 from llama_stack.apis.errors import InvalidRequest, PayloadTooLarge, UpstreamTimeout
 from llama_stack.apis.memory import MemoryBankDocument
+from llama_stack.distribution.outbound import BodyTooLarge, OutboundPolicy, URLRefused, fetch
 
 from .config import IngestionConfig
 from .text_formats import html_to_text, markdown_to_text, pdf_to_text
@@ -70,29 +69,25 @@ def parse_data_url(uri: str, limit: int, what: str) -> Payload:
     return Payload(data, mime_type or "text/plain", charset)
 
 
-async def fetch_url(uri: str, client: httpx.AsyncClient, config: IngestionConfig, what: str) -> Payload:
+async def fetch_url(uri: str, outbound: OutboundPolicy, config: IngestionConfig, what: str) -> Payload:
+    """GET the document under the server's outbound policy (a refused URL is never contacted)."""
     limit = config.max_document_bytes
     try:
-        async with client.stream("GET", uri, timeout=config.fetch_timeout_s) as response:
-            if response.status_code >= 400:
-                raise InvalidRequest(f"{what}: fetching {uri} failed with HTTP {response.status_code}")
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > limit:
-                raise _too_large(f"{what} ({uri})", limit)
-            body = bytearray()
-            async for piece in response.aiter_bytes():
-                body += piece
-                if len(body) > limit:
-                    raise _too_large(f"{what} ({uri})", limit)
-            mime_type, charset = _split_content_type(response.headers.get("content-type"))
-    except httpx.TimeoutException as e:
-        raise UpstreamTimeout(f"{what}: fetching {uri} timed out after {config.fetch_timeout_s:g}s") from e
-    except httpx.HTTPError as e:
-        reason = str(e) or type(e).__name__
-        raise InvalidRequest(f"{what}: cannot fetch {uri}: {reason}") from e
+        fetched = await fetch(uri, outbound, max_bytes=limit, timeout_s=config.fetch_timeout_s)
+    except URLRefused:
+        raise  # it names the URL and the rule
+    except BodyTooLarge as e:
+        raise _too_large(f"{what} ({e.url})", e.limit) from e
+    except UpstreamTimeout as e:
+        raise UpstreamTimeout(f"{what}: {e.message}") from e
+    except InvalidRequest as e:
+        raise InvalidRequest(f"{what}: {e.message}") from e
+    if fetched.status >= 400:
+        raise InvalidRequest(f"{what}: fetching {uri} failed with HTTP {fetched.status}")
+    mime_type, charset = _split_content_type(fetched.content_type)
     if mime_type in (None, "application/octet-stream"):
-        mime_type = mimetypes.guess_type(urlsplit(uri).path)[0] or mime_type
-    return Payload(bytes(body), mime_type, charset)
+        mime_type = mimetypes.guess_type(urlsplit(fetched.url).path)[0] or mime_type
+    return Payload(fetched.body, mime_type, charset)
 
 
 def _decode(payload: Payload) -> str:
@@ -140,7 +135,7 @@ def document_uri(document: MemoryBankDocument) -> str | None:
     return None
 
 
-async def document_text(document: MemoryBankDocument, config: IngestionConfig, client: httpx.AsyncClient) -> str:
+async def document_text(document: MemoryBankDocument, config: IngestionConfig, outbound: OutboundPolicy) -> str:
     """The document's text; InvalidRequest when there is none."""
     what = f"document '{document.document_id}'"
     uri = document_uri(document)
@@ -151,7 +146,7 @@ async def document_text(document: MemoryBankDocument, config: IngestionConfig, c
         if scheme == "data":
             payload = parse_data_url(uri, config.max_document_bytes, what)
         elif scheme in ("http", "https"):
-            payload = await fetch_url(uri, client, config, what)
+            payload = await fetch_url(uri, outbound, config, what)
         else:
             raise InvalidRequest(f"{what}: {scheme}:// URLs are not read by the server; send the content itself")
         # An explicit mime_type wins over what the URL or the server says.

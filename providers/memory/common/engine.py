@@ -16,14 +16,20 @@ import logging
 from collections import Counter
 from typing import Any
 
-import httpx
 import numpy as np
 
 from llama_stack.apis.common import content_has_image, content_text
 from llama_stack.apis.errors import InvalidRequest, MemoryBankNotFound, NotImplementedYet, UpstreamError
 from llama_stack.apis.inference import EmbeddingsRequest
-from llama_stack.apis.memory import Chunk, InsertDocumentsRequest, QueryDocumentsRequest, QueryDocumentsResponse
+from llama_stack.apis.memory import (
+    Chunk,
+    DeleteDocumentsRequest,
+    InsertDocumentsRequest,
+    QueryDocumentsRequest,
+    QueryDocumentsResponse,
+)
 from llama_stack.apis.memory_banks import KeyValueMemoryBank, KeywordMemoryBank, MemoryBank, VectorMemoryBank
+from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.distribution.store.api import KVStore
 
 from .bm25 import BM25Index
@@ -42,8 +48,11 @@ HYBRID_CANDIDATES = 50
 class MemoryEngine:
     """Implements Memory and MemoryBankOwner. Banks are keyed by their provider_resource_id."""
 
-    def __init__(self, vectors: VectorStore, kv: KVStore, inference: Any, config: IngestionConfig) -> None:
+    def __init__(
+        self, vectors: VectorStore, kv: KVStore, inference: Any, config: IngestionConfig, outbound: OutboundPolicy
+    ) -> None:
         self.vectors = vectors
+        self.outbound = outbound
         self.kv_store = kv
         self.kv = KVBanks(kv)
         self.inference = inference
@@ -100,11 +109,10 @@ class MemoryEngine:
         duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
         if duplicates:
             raise InvalidRequest(f"document_id {', '.join(map(repr, duplicates))} appears more than once in one insert")
-        async with httpx.AsyncClient(follow_redirects=True) as client:
-            loaded = await asyncio.gather(
-                *(document_text(document, self.config, client) for document in request.documents),
-                return_exceptions=True,
-            )
+        loaded = await asyncio.gather(
+            *(document_text(document, self.config, self.outbound) for document in request.documents),
+            return_exceptions=True,
+        )
         for outcome in loaded:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -123,6 +131,17 @@ class MemoryEngine:
             if index is not None:
                 index.remove_documents(ids)
                 index.add(chunks)
+
+    async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
+        bank = self._bank(request.bank_id)
+        if not isinstance(bank, VectorMemoryBank):
+            raise NotImplementedYet(f"documents can be deleted from vector banks only; '{bank.identifier}' is not one")
+        nothing = np.zeros((0, bank.embedding_dimension or 0), dtype=np.float32)
+        async with self._write_lock(bank):
+            await self.vectors.replace_documents(bank.provider_resource_id, request.document_ids, [], nothing)
+            index = self.vector_keyword.get(bank.provider_resource_id)
+            if index is not None:
+                index.remove_documents(request.document_ids)
 
     def _write_lock(self, bank: MemoryBank) -> asyncio.Lock:
         return self.write_locks.setdefault(bank.provider_resource_id, asyncio.Lock())
@@ -183,7 +202,12 @@ class MemoryEngine:
         kept = apply_threshold(results, params.score_threshold, params.max_chunks)
         return QueryDocumentsResponse(
             chunks=[
-                Chunk(content=r.chunk.content, token_count=r.chunk.token_count, document_id=r.chunk.document_id)
+                Chunk(
+                    content=r.chunk.content,
+                    token_count=r.chunk.token_count,
+                    document_id=r.chunk.document_id,
+                    metadata=r.chunk.metadata,
+                )
                 for r in kept
             ],
             scores=[float(r.score) for r in kept],

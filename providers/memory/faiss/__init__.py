@@ -29,7 +29,7 @@ async def get_provider_impl(config: FaissMemoryConfig, deps: Deps) -> MemoryEngi
 
     persist_dir = await asyncio.to_thread(_prepare, config.persist_dir)
     kv = await kvstore_from_config(config.resolved_kvstore())
-    return MemoryEngine(FaissVectorStore(persist_dir), kv, deps[Api.inference], config.ingestion)
+    return MemoryEngine(FaissVectorStore(persist_dir), kv, deps[Api.inference], config.ingestion, deps.outbound)
 
 
 provider_spec = ProviderSpec(

@@ -26,7 +26,7 @@ async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> MemoryE
     except BaseException:
         await store.close()
         raise
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion)
+    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
 
 
 provider_spec = ProviderSpec(

@@ -32,7 +32,7 @@ async def _engine(
     except BaseException:
         await store.close()
         raise
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion)
+    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
 
 
 async def get_provider_impl(config: QdrantLocalMemoryConfig, deps: Deps) -> MemoryEngine:

@@ -22,7 +22,7 @@ async def get_provider_impl(config: SqliteVecMemoryConfig, deps: Deps) -> Memory
 
     store = await asyncio.to_thread(SqliteVecStore, config.db_path)
     kv = await kvstore_from_config(config.resolved_kvstore())
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion)
+    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
 
 
 provider_spec = ProviderSpec(

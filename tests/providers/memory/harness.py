@@ -79,6 +79,8 @@ def run_config(name: str, state: Path, servers: Servers, ingestion: dict[str, An
             ],
         },
         "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
+        # The suite's documents are served on loopback, which the server refuses unless allowed.
+        "server": {"outbound": {"allow": ["127.0.0.1"]}},
         "models": [
             {
                 "model_id": MINILM,

@@ -12,8 +12,12 @@ from urllib.parse import quote
 import pytest
 
 from llama_stack.apis.errors import InvalidRequest, PayloadTooLarge, UpstreamTimeout
+from llama_stack.distribution.outbound import URLRefused
+from llama_stack.distribution.resolver import build_stack
+from llama_stack.distribution.spec import parse_run_config
+from tests.counting_server import Route, counting_server
 from tests.providers.memory.documents_server import BIG_BYTES, PDF_TEXT, documents_server, make_pdf
-from tests.providers.memory.harness import MemoryHarness, Servers, doc
+from tests.providers.memory.harness import MemoryHarness, Servers, doc, run_config
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +143,39 @@ async def test_token_windows_never_split_a_character(memory: MemoryHarness, tmp_
     assert len(chunks) > 10
     assert all("\ufffd" not in str(chunk.content) for chunk in chunks)
     assert all(chunk.token_count <= 5 for chunk in chunks)
+
+
+async def test_loopback_and_metadata_urls_are_refused_by_default_and_never_fetched(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """SSRF: a document naming a loopback URL, as a tenant would, on a stack without an allow-list."""
+    config = run_config("faiss", tmp_path, servers)
+    del config["server"]
+    default = MemoryHarness("faiss", await build_stack(parse_run_config(config, env={})))
+    try:
+        bank = await default.register({"memory_bank_type": "keyvalue"})
+        with counting_server() as secret:
+            secret.routes["/admin"] = Route(b"the server's private answer")
+            for document in (doc("as-text", f"{secret.url}/admin"), doc("as-url", {"uri": f"{secret.url}/admin"})):
+                with pytest.raises(URLRefused) as refused:
+                    await default.insert(bank, document)
+                assert str(refused.value) == (
+                    f"URL {secret.url}/admin is refused: 127.0.0.1 is a loopback address "
+                    "(allow it with server.outbound.allow)"
+                )
+            with pytest.raises(URLRefused, match=re.escape("169.254.169.254 is a link-local address")):
+                await default.insert(bank, doc("metadata", "http://169.254.169.254/latest/meta-data/"))
+            assert secret.hits == []
+        assert (await default.query(bank, "as-text")).chunks == []
+    finally:
+        await default.shutdown()
+
+
+async def test_a_redirect_to_loopback_is_refused(memory: MemoryHarness, kv_bank: str) -> None:
+    """Allowing one address does not allow what it redirects to."""
+    with counting_server() as site, counting_server("127.0.0.2") as inner:
+        inner.routes["/secret"] = Route(b"internal")
+        site.routes["/go"] = Route(status=302, location=f"{inner.url}/secret")
+        with pytest.raises(URLRefused, match=re.escape(f"URL {inner.url}/secret is refused: 127.0.0.2 is a loopback")):
+            await memory.insert(kv_bank, doc("hop", f"{site.url}/go"))
+        assert site.paths() == ["/go"] and inner.hits == []
