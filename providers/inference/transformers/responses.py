@@ -7,6 +7,7 @@ agree on content, tool calls and stop reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llama_stack.apis.common import CompletionMessage, StopReason, ToolPromptFormat
@@ -21,7 +22,6 @@ from llama_stack.apis.inference import (
     ToolCallDelta,
     Usage,
 )
-from llama_stack.models.chat_format import get_tokenizer
 from llama_stack.models.tool_calls import ToolCallStreamParser, parse_assistant_output
 
 
@@ -36,12 +36,11 @@ class Step:
     usage: Usage | None = None
 
 
-def token_logprobs(top: tuple[tuple[int, float], ...]) -> TokenLogProbs:
+def token_logprobs(top: tuple[tuple[int, float], ...], token_text: Callable[[int], str]) -> TokenLogProbs:
     """{decoded token: logprob}; tokens that decode alike keep the higher logprob (the first)."""
-    tokenizer = get_tokenizer()
     by_token: dict[str, float] = {}
     for token_id, logprob in top:
-        by_token.setdefault(tokenizer.decode([token_id]), logprob)
+        by_token.setdefault(token_text(token_id), logprob)
     return TokenLogProbs(logprobs_by_token=by_token)
 
 

@@ -10,8 +10,9 @@ maxLength / pattern and array minItems / maxItems; it does not enforce numeric b
 maximum, multipleOf), so a number may fall outside them, and it does not count whitespace right
 after a string's opening quote towards maxLength.
 
-lm-format-enforcer needs the vocabulary as strings; it is built once from the Llama 3 tiktoken
-tokenizer of llama-models (no Hugging Face tokenizer download), every Llama 3.x model sharing it.
+lm-format-enforcer needs the vocabulary as strings; for Llama 3.x models it is built once from
+the Llama 3 tiktoken tokenizer of llama-models, every Llama 3.x model sharing it; other models
+build theirs from their own tokenizer (see prompts.py).
 
 Near max_tokens the constraint steers towards closing the document (see JsonSchemaConstraint),
 so even a model that would ramble (the tiny random test model does) ends with complete JSON.
@@ -20,7 +21,7 @@ so even a model that would ramble (the tiny random test model does) ends with co
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,23 +55,15 @@ class EnforcerVocab:
     exponents: torch.Tensor  # bool [vocab]: tokens with an e or E
 
 
-@functools.cache
-def llama3_enforcer_vocab() -> EnforcerVocab:
+def build_enforcer_vocab(
+    size: int, token_texts: Iterable[tuple[int, str]], decode: Callable[[list[int]], str], end_tokens: Sequence[int]
+) -> EnforcerVocab:
+    """The vocabulary for lm-format-enforcer from each regular token's text (special tokens and
+    tokens that are only part of a UTF-8 character left out by the caller)."""
     lmfe = _lmfe()
-    tokenizer = get_tokenizer()
-    model = tokenizer.model
-    size = model.n_vocab
     quotes, closers, commas, blanks, exponents = (torch.zeros(size, dtype=torch.bool) for _ in range(5))
     regular: list[tuple[int, str, bool]] = []
-    for token_id in range(size):
-        if token_id in tokenizer.special_tokens.values():
-            continue
-        try:
-            text = model.decode_single_token_bytes(token_id).decode("utf-8")
-        except UnicodeDecodeError:
-            # Part of a multi-byte character: left out, as lm-format-enforcer miscounts string
-            # lengths through them. Characters that no single token spells cannot be generated.
-            continue
+    for token_id, text in token_texts:
         if any(ord(char) < 0x20 for char in text):
             # Control characters (newlines, tabs) are invalid inside JSON strings, and
             # lm-format-enforcer would let them in; outside strings the JSON is just compact.
@@ -81,13 +74,31 @@ def llama3_enforcer_vocab() -> EnforcerVocab:
         commas[token_id] = "," in text
         blanks[token_id] = not text.strip()
         exponents[token_id] = "e" in text or "E" in text
+    data = lmfe.TokenEnforcerTokenizerData(regular, decode, list(end_tokens), use_bitmask=False, vocab_size=size)
+    return EnforcerVocab(data, tuple(end_tokens), quotes, closers, commas, blanks, exponents)
+
+
+@functools.cache
+def llama3_enforcer_vocab() -> EnforcerVocab:
+    tokenizer = get_tokenizer()
+    model = tokenizer.model
+    special = set(tokenizer.special_tokens.values())
+
+    def texts() -> Iterator[tuple[int, str]]:
+        for token_id in range(model.n_vocab):
+            if token_id in special:
+                continue
+            try:
+                yield token_id, model.decode_single_token_bytes(token_id).decode("utf-8")
+            except UnicodeDecodeError:
+                # Part of a multi-byte character: left out, as lm-format-enforcer miscounts string
+                # lengths through them. Characters that no single token spells cannot be generated.
+                continue
 
     def decode(tokens: list[int]) -> str:
         return str(tokenizer.decode(tokens))
 
-    end_tokens = (tokenizer.eot_id, tokenizer.eos_id)
-    data = lmfe.TokenEnforcerTokenizerData(regular, decode, list(end_tokens), use_bitmask=False, vocab_size=size)
-    return EnforcerVocab(data, end_tokens, quotes, closers, commas, blanks, exponents)
+    return build_enforcer_vocab(model.n_vocab, texts(), decode, (tokenizer.eot_id, tokenizer.eos_id))
 
 
 MAX_BLANKS = 2  # whitespace characters allowed in a row between JSON tokens
@@ -108,13 +119,13 @@ class JsonSchemaConstraint:
     tail is steered.
     """
 
-    def __init__(self, schema: dict[str, Any], prompt_length: int, max_new_tokens: int) -> None:
+    def __init__(self, schema: dict[str, Any], prompt_length: int, max_new_tokens: int, vocab: EnforcerVocab) -> None:
         lmfe = _lmfe()
         try:
             parser = lmfe.JsonSchemaParser(schema)
         except Exception as exc:  # lm-format-enforcer's schema model rejects it: the client's to fix
             raise InvalidRequest(f"response_format json_schema is not a schema this server can enforce: {exc}") from exc
-        self._vocab = llama3_enforcer_vocab()
+        self._vocab = vocab
         self._enforcer = lmfe.TokenEnforcer(self._vocab.data, parser)
         parser.config.max_consecutive_whitespaces = MAX_BLANKS  # set after: TokenEnforcer resets it
         self._prompt_length = prompt_length
@@ -170,6 +181,10 @@ def json_schema_of(fmt: ResponseFormat | None, model_id: str) -> dict[str, Any] 
 
 
 def json_constraint(
-    schema: dict[str, Any] | None, prompt_length: int, max_new_tokens: int
+    schema: dict[str, Any] | None,
+    prompt_length: int,
+    max_new_tokens: int,
+    vocab: Callable[[], EnforcerVocab] = llama3_enforcer_vocab,
 ) -> JsonSchemaConstraint | None:
-    return None if schema is None else JsonSchemaConstraint(schema, prompt_length, max_new_tokens)
+    """The constraint for a schema, or None; `vocab` (the model's tokens) is built only when needed."""
+    return None if schema is None else JsonSchemaConstraint(schema, prompt_length, max_new_tokens, vocab())

@@ -18,6 +18,7 @@ from llama_stack.models.tiny import TINY_MODEL_ID, ensure_tiny_model
 from llama_stack.models.tiny_vision import TINY_VISION_MODEL_ID, ensure_tiny_vision_model
 
 from .config import TransformersInferenceConfig
+from .gguf import dequantized_checkpoint, find_gguf, is_gguf_model
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ DEFAULT_CHECKPOINT_DIR = "~/.llama/checkpoints"
 @dataclass(frozen=True)
 class ResolvedWeights:
     path: Path
-    source: str  # how it was found, for the log line: "tiny", "path", "checkpoint_dir", "hf_cache"
+    source: str  # how it was found, for the log line: "tiny", "gguf", "path", "checkpoint_dir", "hf_cache"
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,15 @@ def _meta_format_hint(path: Path) -> str:
 
 def resolve_weights(model_id: str, config: TransformersInferenceConfig) -> ResolvedWeights:
     """Where the weights of `model_id` (a provider_resource_id) are, trying in order: the tiny
-    test models (text and vision), a local directory, checkpoint_dir/<id> (and /<descriptor> for a catalogue id
-    such as meta-llama/Llama-3.2-1B-Instruct), the local Hugging Face cache."""
+    test models (text and vision), a GGUF checkpoint (dequantized once, then cached), a local
+    directory, checkpoint_dir/<id> (and /<descriptor> for a catalogue id such as
+    meta-llama/Llama-3.2-1B-Instruct), the local Hugging Face cache."""
     if model_id == TINY_MODEL_ID:
         return ResolvedWeights(ensure_tiny_model(config.tiny_model_dir), "tiny")
     if model_id == TINY_VISION_MODEL_ID:
         return ResolvedWeights(ensure_tiny_vision_model(config.tiny_model_dir), "tiny")
+    if is_gguf_model(model_id):
+        return ResolvedWeights(dequantized_checkpoint(find_gguf(model_id), config.gguf_cache_dir), "gguf")
 
     looked: list[str] = []
     hints: list[str] = []
