@@ -1,11 +1,13 @@
-"""`llama stack build`: what to install for a distribution, as a venv or as a Dockerfile.
+"""`llama stack build`: what to install for a distribution, as a venv or as a container image.
 
 The plan (extras, whether torch comes first, pip's commands, the Dockerfile's text) is made of
-plain functions, so it is tested without running pip or a container engine.
+plain functions, so it is tested without running pip or a container engine. A container build
+context holds a wheelhouse (cli/wheelhouse.py) that the Dockerfile installs from without network.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import shutil
@@ -20,15 +22,19 @@ from pathlib import Path
 from llama_stack.distribution.registry import UnknownProvider, get_provider_spec
 from llama_stack.distribution.spec import BuildSpec, ConfigError, parse_yaml_file
 
+from . import wheelhouse
 from .errors import UserError
 
 DIST_NAME = "llamastack-lite"
 # Installed before the extras: asking pip for torch through an extra pulls a CUDA build.
 TORCH_REQUIREMENT = "torch==2.13.0"
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CONTAINER_BASE = "python:3.11-slim"
 CONTAINER_PORT = 5000
-SOURCE_IN_CONTEXT = "src"
+WHEELS_IN_CONTEXT = "wheels"
+# The server's venv in the image, and semgrep's own (its pins clash with the server's).
+IMAGE_VENV = "/opt/llamastack"
+SEMGREP_VENV = "/opt/semgrep"
+CODESHIELD_PROVIDER = "inline::code-scanner"
 # The image runs as this user, named by number so that no host needs to resolve the name.
 CONTAINER_USER = "llama"
 CONTAINER_UID = 1000
@@ -56,6 +62,9 @@ class BuildPlan:
     extras: tuple[str, ...]
     pip_packages: tuple[str, ...]
     needs_torch: bool
+    no_deps_packages: tuple[str, ...] = ()
+    # CodeShield: codeshield in the server's venv (no deps), semgrep-core from a venv of its own.
+    needs_semgrep: bool = False
 
 
 def _project_table(pyproject: Path) -> dict[str, object]:
@@ -114,7 +123,8 @@ def plan_build(spec: BuildSpec, torch_extras: set[str]) -> BuildPlan:
     """The extras and packages the distribution's providers declare, deduplicated in order."""
     extras: dict[str, None] = {}
     packages: dict[str, None] = {}
-    needs_torch = False
+    no_deps: dict[str, None] = {}
+    needs_torch = needs_semgrep = False
     for api, provider_types in spec.distribution_spec.providers.items():
         for index, provider_type in enumerate(provider_types):
             try:
@@ -124,12 +134,16 @@ def plan_build(spec: BuildSpec, torch_extras: set[str]) -> BuildPlan:
             if provider.extra:
                 extras[provider.extra] = None
             packages.update(dict.fromkeys(provider.pip_packages))
+            no_deps.update(dict.fromkeys(provider.no_deps_packages))
+            if provider.provider_type == CODESHIELD_PROVIDER:
+                needs_semgrep = True
+                no_deps[wheelhouse.CODESHIELD_REQUIREMENT] = None
             needs_torch = needs_torch or (
                 "torch" in provider.required_modules
                 or provider.extra in torch_extras
                 or any(_requirement_name(p) == "torch" for p in provider.pip_packages)
             )
-    return BuildPlan(spec.name, tuple(extras), tuple(packages), needs_torch)
+    return BuildPlan(spec.name, tuple(extras), tuple(packages), needs_torch, tuple(no_deps), needs_semgrep)
 
 
 # The kvstore backends a run.yaml may name (`type: ...` of a metadata_store, a persistence_store,
@@ -155,7 +169,7 @@ def with_store_extras(plan: BuildPlan, run_yaml: Path | None) -> BuildPlan:
     for store in _store_types(parse_yaml_file(run_yaml)):
         if store in STORE_EXTRAS:
             extras[STORE_EXTRAS[store]] = None
-    return BuildPlan(plan.name, tuple(extras), plan.pip_packages, plan.needs_torch)
+    return dataclasses.replace(plan, extras=tuple(extras))
 
 
 # -- venv -----------------------------------------------------------------------------------
@@ -175,6 +189,8 @@ def venv_pip_commands(plan: BuildPlan, python: Path, source: PackageSource) -> l
     if plan.needs_torch:
         commands.append([*pip, TORCH_REQUIREMENT])
     commands.append([*pip, source.requirement(plan.extras), *plan.pip_packages])
+    if plan.no_deps_packages:
+        commands.append([*pip, "--no-deps", *plan.no_deps_packages])
     return commands
 
 
@@ -229,45 +245,81 @@ def default_container_dir(name: str) -> Path:
     return Path("~/.llama/containers").expanduser() / name
 
 
-def dockerfile(plan: BuildPlan, source: PackageSource) -> str:
-    """A Dockerfile for the distribution; from a checkout it installs the copy under src/.
+def _wheel_sets(plan: BuildPlan, own_requirement: str) -> list[wheelhouse.WheelSet]:
+    sets = []
+    if plan.needs_torch:
+        sets.append(wheelhouse.WheelSet("torch", (wheelhouse.TORCH_CPU_REQUIREMENT,), index=wheelhouse.TORCH_CPU_INDEX))
+    reuses = ("torch",) if plan.needs_torch else ()
+    sets.append(wheelhouse.WheelSet("app", (own_requirement, *plan.pip_packages), plan.no_deps_packages, reuses))
+    # semgrep last: it reuses nothing, and its pins must not meet the server's.
+    if plan.needs_semgrep:
+        sets.append(wheelhouse.WheelSet("semgrep", (wheelhouse.SEMGREP_REQUIREMENT,)))
+    return sets
 
-    It passes hadolint with no finding at any level: the user is numeric (DL3066), and the one
-    rule it ignores is named on the line above, with the reason.
+
+def _install_layer(folder: str, venv: str = IMAGE_VENV) -> list[str]:
+    """Dockerfile lines installing one wheelhouse folder's pinned wheels. Its hashes are copied first:
+    the copy's cache key is their content, so the layer is rebuilt exactly when a wheel changes."""
+    return [
+        f"COPY {WHEELS_IN_CONTEXT}/{folder}/{wheelhouse.HASHES} {venv}/wheels/{folder}.sha256",
+        f"RUN --mount=type=bind,source={WHEELS_IN_CONTEXT}/{folder},target=/wheels/{folder} \\",
+        f"    {venv}/bin/pip install --no-index --no-deps --find-links /wheels/{folder}"
+        f" -r /wheels/{folder}/{wheelhouse.PINS}",
+    ]
+
+
+def dockerfile(plan: BuildPlan) -> str:
+    """The Dockerfile of a build context whose wheels/ holds every package the image installs.
+
+    It passes hadolint with no finding at any level: the user is numeric (DL3066), and pip installs
+    requirement files pinned by the wheelhouse, with pip's cache off.
     """
-    quoted_packages = "".join(f" {shlex.quote(p)}" for p in plan.pip_packages)
     user = f"{CONTAINER_UID}:{CONTAINER_UID}"
+    home = f"/home/{CONTAINER_USER}"
+    path = f"{IMAGE_VENV}/bin:{SEMGREP_VENV}/core:$PATH" if plan.needs_semgrep else f"{IMAGE_VENV}/bin:$PATH"
     lines = [
-        f"# The '{plan.name}' distribution, written by `llama stack build`.",
-        f"FROM {CONTAINER_BASE}",
+        f"# The '{plan.name}' distribution, written by `llama stack build`. It installs only from the",
+        "# wheelhouse beside this file (wheels/): the build needs no network and no package index.",
+        "# Another base works if it has Python 3.11 (with venv) and useradd: --build-arg BASE_IMAGE=...",
+        f"ARG BASE_IMAGE={CONTAINER_BASE}",
+        "FROM ${BASE_IMAGE}",
         "",
         "ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1",
         "",
+        "# The state folder exists in the image so that a new volume mounted on it belongs to the user.",
         f"RUN groupadd --gid {CONTAINER_UID} {CONTAINER_USER} \\",
-        f"    && useradd --create-home --uid {CONTAINER_UID} --gid {CONTAINER_UID} {CONTAINER_USER}",
+        f"    && useradd --create-home --uid {CONTAINER_UID} --gid {CONTAINER_UID} {CONTAINER_USER} \\",
+        f"    && install -d -o {CONTAINER_UID} -g {CONTAINER_UID} {home}/.llama \\",
+        f"    && python3 -m venv {IMAGE_VENV}",
         "",
+        "# Layers from the wheels that change least to this package's own: torch (CPU build), the",
+        "# other dependencies, then the package; each folder's wheels are pinned and complete.",
     ]
     if plan.needs_torch:
+        lines += _install_layer("torch")
+    lines += _install_layer("deps")
+    if plan.needs_semgrep:
         lines += [
-            "# The CPU build of torch first, in a layer of its own that survives a new package version;",
-            "# through the extras pip would pull a CUDA build.",
-            f"RUN pip install {TORCH_REQUIREMENT} --index-url {TORCH_CPU_INDEX}",
             "",
+            "# CodeShield runs semgrep-core, found on PATH; semgrep's pins clash with the server's, so it",
+            "# has a venv of its own. On first use CodeShield links osemgrep beside semgrep-core: done",
+            "# here, as root, because the server's user cannot write there.",
+            f"RUN python3 -m venv {SEMGREP_VENV}",
+            *_install_layer("semgrep", SEMGREP_VENV)[:-1],
+            f"    {SEMGREP_VENV}/bin/pip install --no-index --no-deps --find-links /wheels/semgrep"
+            f" -r /wheels/semgrep/{wheelhouse.PINS} \\",
+            f"    && ln -s {SEMGREP_VENV}/lib/python3*/site-packages/semgrep/bin {SEMGREP_VENV}/core \\",
+            f"    && ln -s semgrep-core {SEMGREP_VENV}/core/osemgrep",
         ]
-    if source.root is not None:
-        app_source = f"/tmp/{DIST_NAME}"
-        requirement = shlex.quote(PackageSource(Path(app_source), source.version).requirement(plan.extras))
-        lines += [
-            f"COPY {SOURCE_IN_CONTEXT}/ {app_source}/",
-            f"RUN pip install {requirement}{quoted_packages} && rm -rf {app_source}",
-        ]
-    else:
-        if plan.needs_torch:
-            lines += [
-                "# A layer apart from torch's, so that a new package version reuses torch's.",
-                "# hadolint ignore=DL3059",
-            ]
-        lines.append(f"RUN pip install {shlex.quote(source.requirement(plan.extras))}{quoted_packages}")
+    links = " ".join(f"--find-links /wheels/{f}" for f in ("app", "deps", *(["torch"] if plan.needs_torch else [])))
+    lines += [
+        "",
+        "# pip resolves the requirements again, against what is installed: a wheelhouse that does not",
+        "# satisfy them fails the build here rather than the server at startup.",
+        f"COPY {WHEELS_IN_CONTEXT}/app/{wheelhouse.HASHES} {IMAGE_VENV}/wheels/app.sha256",
+        f"RUN --mount=type=bind,source={WHEELS_IN_CONTEXT},target=/wheels \\",
+        f"    {IMAGE_VENV}/bin/pip install --no-index {links} -r /wheels/app/{wheelhouse.REQUIREMENTS}",
+    ]
     health = (
         "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + "
         f"os.environ.get('LLAMA_STACK_PORT', '{CONTAINER_PORT}') + '/alpha/health', timeout=4)"
@@ -278,7 +330,7 @@ def dockerfile(plan: BuildPlan, source: PackageSource) -> str:
         f"COPY --chown={user} run.yaml /app/run.yaml",
         f"USER {user}",
         "",
-        f"ENV HOME=/home/{CONTAINER_USER} LLAMA_STACK_PORT={CONTAINER_PORT}",
+        f"ENV HOME={home} LLAMA_STACK_PORT={CONTAINER_PORT} VIRTUAL_ENV={IMAGE_VENV} PATH={path}",
         f"EXPOSE {CONTAINER_PORT}",
         "# slim images have no curl: python checks the health route.",
         "HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \\",
@@ -312,15 +364,35 @@ def copy_source(root: Path, destination: Path) -> None:
             shutil.copyfile(root / name, destination / name)
 
 
-def write_container_context(plan: BuildPlan, out_dir: Path, source: PackageSource, run_yaml: Path) -> Path:
-    """Write the build context (Dockerfile, run.yaml, and the source when from a checkout)."""
+def write_container_context(
+    plan: BuildPlan,
+    out_dir: Path,
+    source: PackageSource,
+    run_yaml: Path,
+    run: Runner = run_streaming,
+    cache_dir: Path | None = None,
+) -> Path:
+    """Write the build context: the Dockerfile, the run.yaml and the wheelhouse of every package
+    the image installs (this package's own wheel built from the checkout, when run from one)."""
     plan = with_store_extras(plan, run_yaml)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_yaml, out_dir / "run.yaml")
+    wheels = out_dir / WHEELS_IN_CONTEXT
+    if wheels.exists():
+        shutil.rmtree(wheels)  # a wheel of an earlier build must not be picked again
+    (wheels / "app").mkdir(parents=True)
     if source.root is not None:
-        copy_source(source.root, out_dir / SOURCE_IN_CONTEXT)
+        wheelhouse.build_own_wheel(source.root, wheels / "app", copy_source, run)
+        own = PackageSource(None, source.version).requirement(plan.extras)
+    else:
+        own = source.requirement(plan.extras)
+    cache = cache_dir or wheelhouse.default_cache_dir()
+    wheelhouse.resolve(_wheel_sets(plan, own), wheels, cache, run)
+    wheelhouse.move_dependencies(wheels / "app", wheels / "deps")
+    for folder in wheels.iterdir():
+        wheelhouse.write_manifests(folder)
     path = out_dir / "Dockerfile"
-    path.write_text(dockerfile(plan, source))
+    path.write_text(dockerfile(plan))
     return path
 
 
@@ -339,5 +411,10 @@ def reachable_engine(engines: Iterable[str] = ("docker", "podman")) -> str | Non
     return None
 
 
-def container_build_command(engine: str, tag: str, context: Path) -> list[str]:
-    return [engine, "build", "-t", tag, "-f", str(context / "Dockerfile"), str(context)]
+def container_build_command(engine: str, tag: str, context: Path, base_image: str | None = None) -> list[str]:
+    command = [engine, "build", "-t", tag, "-f", str(context / "Dockerfile")]
+    if Path(engine).name == "podman":
+        command += ["--format", "docker"]  # the OCI format has no HEALTHCHECK: podman would drop it
+    if base_image:
+        command += ["--build-arg", f"BASE_IMAGE={base_image}"]
+    return [*command, str(context)]
