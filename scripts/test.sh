@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh "torch,embeddings,redis,postgres,ollama,bedrock,faiss,sqlite-vec,chroma,pgvector,qdrant,agents,telemetry,dev"
 bash scripts/install-test-servers.sh
+bash scripts/install-container-engine.sh
 SEMGREP_BIN="$(bash scripts/install-codeshield.sh)"
 export PATH="$PWD/.venv/bin:$SEMGREP_BIN:$PATH"
 
