@@ -41,6 +41,14 @@ class QueryDocumentsResponse(WireModel):
     scores: list[float]
 
 
+class DeleteDocumentsRequest(WireModel):
+    """Not in v0.0.63 (it could only replace a document): removing files from a vector store needs it."""
+
+    bank_id: str
+    document_ids: list[str] = Field(min_length=1)
+
+
 class Memory(Protocol):
     async def insert_documents(self, request: InsertDocumentsRequest) -> None: ...
     async def query_documents(self, request: QueryDocumentsRequest) -> QueryDocumentsResponse: ...
+    async def delete_documents(self, request: DeleteDocumentsRequest) -> None: ...

@@ -14,7 +14,6 @@ import base64
 import secrets
 import time
 
-from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.files import (
     DeletedFile,
     FileList,
@@ -25,6 +24,7 @@ from llama_stack.apis.files import (
     StoredFile,
 )
 from llama_stack.distribution.ownership import may_see, owner_of_new_resource
+from llama_stack.distribution.pages import cursor_page
 from llama_stack.distribution.store.api import KVStore, prefix_upper_bound
 
 META = "files:meta:"
@@ -110,15 +110,10 @@ class KVFiles:
             if not may_see(record.owner):
                 continue
             shown.append(record.public())
-        if request.after is not None:
-            ids = [item.id for item in shown]
-            if request.after not in ids:
-                raise InvalidRequest(f"after: no file '{request.after}' in this listing")
-            shown = shown[ids.index(request.after) + 1 :]
-        page = shown[: request.limit]
+        page, has_more = cursor_page(shown, lambda item: item.id, request.limit, after=request.after)
         return FileList(
             data=page,
-            has_more=len(shown) > len(page),
+            has_more=has_more,
             first_id=page[0].id if page else None,
             last_id=page[-1].id if page else None,
         )

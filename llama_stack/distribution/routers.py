@@ -33,7 +33,12 @@ from llama_stack.apis.inference import (
     EmbeddingsRequest,
     EmbeddingsResponse,
 )
-from llama_stack.apis.memory import InsertDocumentsRequest, QueryDocumentsRequest, QueryDocumentsResponse
+from llama_stack.apis.memory import (
+    DeleteDocumentsRequest,
+    InsertDocumentsRequest,
+    QueryDocumentsRequest,
+    QueryDocumentsResponse,
+)
 from llama_stack.apis.models import Model, ModelType
 from llama_stack.apis.safety import RunShieldRequest, RunShieldResponse
 from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
@@ -104,6 +109,11 @@ class MemoryRouter:
             request.model_copy(update=update)
         )
         return result
+
+    async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
+        bank = await self.banks.get(request.bank_id)
+        update = {"bank_id": bank.provider_resource_id}
+        await self.banks.provider_for(bank).delete_documents(request.model_copy(update=update))
 
 
 class AgentsRouter:

@@ -15,6 +15,7 @@ from llama_stack.distribution.files import KVFiles
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import RunConfig
+from llama_stack.distribution.vector_stores import BankVectorStores
 from llama_stack.server.auth import AccessControl, KeyRing, scope_routers
 from llama_stack.server.errors import EXCEPTION_HANDLERS
 from llama_stack.server.llama_routes import llama_router
@@ -24,6 +25,7 @@ from llama_stack.server.observability import Meter, RequestIds, meter_inference,
 from llama_stack.server.openai_files import files_router
 from llama_stack.server.openai_moderations import Moderations, moderations_router
 from llama_stack.server.openai_routes import openai_router
+from llama_stack.server.openai_vector_stores import vector_stores_router
 from llama_stack.server.params import json_response
 from llama_stack.server.quotas import Quotas
 from llama_stack.server.tracing import TraceRequests, Tracing
@@ -83,7 +85,12 @@ def create_app(stack: Stack) -> FastAPI:
     alpha = llama_router(stack)
     app.include_router(alpha)
     app.include_router(openai_router(stack))
-    app.include_router(files_router(KVFiles(stack.store)))
+    files = KVFiles(stack.store)
+    app.include_router(files_router(files))
+    memory = stack.routers.get(Api.memory)
+    if memory is not None:
+        stores = BankVectorStores(stack.store, stack.memory_banks, memory, files, stack.models)
+        app.include_router(vector_stores_router(stores))
     app.include_router(moderations_router(moderations_of(stack)))
     routes = route_listing(alpha.routes, stack)
 

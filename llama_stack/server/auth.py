@@ -65,6 +65,7 @@ _V1_APIS = {
     # The OpenAI agent/retrieval surface is a view of the core APIs: files feed retrieval,
     # a moderation is a shield call.
     "files": Api.memory,
+    "vector_stores": Api.memory,
     "moderations": Api.safety,
 }
 # Requests to these APIs may spend tokens (directly, or through agents and shields).

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.files import Files, ListFilesRequest, NewFile
-from llama_stack.server.params import json_response
+from llama_stack.server.params import json_response, query_params
 
 # Text fields of the form (purpose, expires_after[...]) are short; a file part may be as large as
 # the request body itself, which RequestBodyGuard already bounds.
@@ -66,11 +66,7 @@ def files_router(files: Files) -> APIRouter:
 
     @router.get("")
     async def list_files(http: Request) -> Response:
-        try:
-            request = ListFilesRequest.model_validate(dict(http.query_params))
-        except ValidationError as e:
-            raise _invalid(e) from e
-        return json_response(await files.list_files(request))
+        return json_response(await files.list_files(query_params(http, ListFilesRequest)))
 
     @router.get("/{file_id}")
     async def get_file(file_id: str) -> Response:

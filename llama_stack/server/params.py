@@ -37,6 +37,15 @@ async def query_and_body(request: Request, model: type[M], lists: tuple[str, ...
         raise RequestValidationError(e.errors()) from e
 
 
+def query_params(request: Request, model: type[M]) -> M:
+    """The query string as `model`; a bad value is a 400 naming the parameter."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as e:
+        problem = e.errors()[0]
+        raise InvalidRequest(f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from e
+
+
 def dump_json(value: Any, exclude_none: bool = False) -> bytes:
     """Pydantic models (or lists/dicts of them) straight to JSON bytes. Text a client sent can hold
     lone surrogates (a JSON escape like \\ud800 allows them) that UTF-8 cannot encode; such values
