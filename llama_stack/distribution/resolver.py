@@ -105,10 +105,10 @@ def _api_order(specs: dict[Api, list[tuple[int, ProviderSpec, BaseModel]]]) -> l
         raise ConfigError(f"providers: the APIs depend on each other in a cycle: {e.args[1]}") from e
 
 
-def _build_router(api: Api, stack: Stack, impls: dict[str, Any]) -> Any:
+def _build_router(api: Api, stack: Stack, impls: dict[str, Any], outbound: OutboundPolicy) -> Any:
     if api == Api.inference:
         stack.models.providers = impls
-        return InferenceRouter(stack.models)
+        return InferenceRouter(stack.models, outbound)
     if api == Api.safety:
         stack.shields.providers = impls
         return SafetyRouter(stack.shields)
@@ -181,7 +181,7 @@ async def build_stack(config: RunConfig) -> Stack:
                     ) from e
                 impls[entry.provider_id] = impl
                 stack.providers.append(ResolvedProvider(api, entry.provider_id, spec, impl))
-            stack.routers[api] = _build_router(api, stack, impls)
+            stack.routers[api] = _build_router(api, stack, impls, outbound)
         for table in (stack.models, stack.shields, stack.memory_banks):
             await table.load_persisted()
         await _register_configured(stack)

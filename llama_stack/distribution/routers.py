@@ -41,12 +41,15 @@ from llama_stack.apis.memory import (
 )
 from llama_stack.apis.models import Model, ModelType
 from llama_stack.apis.safety import RunShieldRequest, RunShieldResponse
+from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
+from llama_stack.models.images import with_fetched_images
 
 
 class InferenceRouter:
-    def __init__(self, models: ModelsTable) -> None:
+    def __init__(self, models: ModelsTable, outbound: OutboundPolicy | None = None) -> None:
         self.models = models
+        self.outbound = outbound or OutboundPolicy()  # image URLs are fetched here, under server.outbound
 
     async def _route(self, model_id: str, wanted: ModelType) -> tuple[Any, str]:
         model: Model = await self.models.get(model_id)
@@ -57,6 +60,7 @@ class InferenceRouter:
 
     async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         provider, name = await self._route(request.model_id, ModelType.llm)
+        request = await with_fetched_images(request, self.outbound)
         result: ChatCompletionResponse = await provider.chat_completion(request.model_copy(update={"model_id": name}))
         return result
 
@@ -64,15 +68,18 @@ class InferenceRouter:
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
         provider, name = await self._route(request.model_id, ModelType.llm)
+        request = await with_fetched_images(request, self.outbound)
         return provider.chat_completion_stream(request.model_copy(update={"model_id": name}))  # type: ignore[no-any-return]
 
     async def completion(self, request: CompletionRequest) -> CompletionResponse:
         provider, name = await self._route(request.model_id, ModelType.llm)
+        request = await with_fetched_images(request, self.outbound)
         result: CompletionResponse = await provider.completion(request.model_copy(update={"model_id": name}))
         return result
 
     async def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
         provider, name = await self._route(request.model_id, ModelType.llm)
+        request = await with_fetched_images(request, self.outbound)
         return provider.completion_stream(request.model_copy(update={"model_id": name}))  # type: ignore[no-any-return]
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:

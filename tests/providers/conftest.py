@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from llama_stack.apis.models import Model, ModelType
+from llama_stack.distribution.outbound import OutboundConfig, OutboundPolicy
 from llama_stack.distribution.provider import Deps
 
 # Kept in step with the test modules, which do not import conftest.
@@ -65,7 +66,9 @@ async def vision_provider(tiny_model_root: Path, tmp_path_factory: pytest.TempPa
         hf_cache_dir=str(tmp_path_factory.mktemp("empty-hf-cache")),
         max_seq_len=TINY_CONTEXT,
     )
-    provider = await get_provider_impl(config, Deps())
+    # The tests' images are served on loopback, which the default outbound policy refuses.
+    loopback = OutboundPolicy.from_config(OutboundConfig(allow=["127.0.0.1"]))
+    provider = await get_provider_impl(config, Deps(outbound=loopback))
     await provider.register_model(
         Model(
             identifier=TINY_VISION_MODEL_ID,

@@ -27,6 +27,7 @@ from llama_stack.apis.inference import (
     ToolCallParseStatus,
 )
 from llama_stack.apis.models import Model, ModelType
+from llama_stack.distribution.outbound import OutboundConfig, OutboundPolicy
 from llama_stack.distribution.provider import Deps
 from tests.fakes.ollama_model import FakeModel, embedder, llama_text, llama_vision
 from tests.fakes.ollama_server import FakeOllama, serve
@@ -83,7 +84,9 @@ async def register(provider: OllamaInference, model_id: str, model_type: ModelTy
 
 @pytest.fixture(name="provider")
 async def provider_fixture(ollama_url: str) -> AsyncIterator[OllamaInference]:
-    impl = await get_provider_impl(OllamaInferenceConfig(url=ollama_url, timeout_s=10), Deps())
+    # The fake serves the images the tests name on loopback, which the default policy refuses.
+    loopback = OutboundPolicy.from_config(OutboundConfig(allow=["127.0.0.1"]))
+    impl = await get_provider_impl(OllamaInferenceConfig(url=ollama_url, timeout_s=10), Deps(outbound=loopback))
     for model_id in (LLAMA_1B, VISION, MISTRAL):
         await register(impl, model_id)
     await register(impl, MINILM, ModelType.embedding)

@@ -22,6 +22,7 @@ from PIL import Image
 from llama_stack.apis.common import URL, ImageContentItem, SamplingParams, TextContentItem, UserMessage
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import ChatCompletionEventType, ChatCompletionRequest, CompletionRequest
+from llama_stack.distribution.outbound import OutboundConfig, OutboundPolicy
 from llama_stack.models.chat_format import encode_dialog_input
 from llama_stack.models.images import fetch_image
 from llama_stack.models.tiny_vision import TINY_VISION_MODEL_ID
@@ -39,6 +40,7 @@ def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 40)) -> bytes
 
 
 RED, BLUE = png((220, 20, 20)), png((20, 20, 220), (30, 90))
+LOOPBACK = OutboundPolicy.from_config(OutboundConfig(allow=["127.0.0.1"]))  # where image_server listens
 
 
 class _Images(BaseHTTPRequestHandler):
@@ -184,8 +186,8 @@ async def test_an_image_url_that_fails_is_named_in_the_error(vision_provider: An
 
 async def test_an_image_over_the_size_limit_is_refused(image_server: str) -> None:
     with pytest.raises(InvalidRequest, match=r"image .*/huge.png is 4100 bytes; the limit is 1000"):
-        await fetch_image(f"{image_server}/huge.png", max_bytes=1000)
-    assert await fetch_image(f"{image_server}/red.png") == RED
+        await fetch_image(f"{image_server}/huge.png", LOOPBACK, max_bytes=1000)
+    assert await fetch_image(f"{image_server}/red.png", LOOPBACK) == RED
 
 
 async def test_bad_image_data_is_a_clear_error(vision_provider: Any) -> None:

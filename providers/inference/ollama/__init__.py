@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 async def get_provider_impl(config: OllamaInferenceConfig, deps: Deps) -> OllamaInference:
     from .inference import OllamaInference
 
-    return OllamaInference(config)
+    return OllamaInference(config, deps.outbound)
 
 
 provider_spec = ProviderSpec(

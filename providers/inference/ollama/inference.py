@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import ollama
 
 from llama_stack.apis.common import CompletionMessage, Message, content_has_image, content_text
@@ -38,6 +37,7 @@ from llama_stack.apis.inference import (
     Usage,
 )
 from llama_stack.apis.models import Model, ModelType
+from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.models.chat_format import decode_tokens, encode_completion, encode_dialog, text_only_error
 from llama_stack.models.tool_calls import ToolCallStreamParser, parse_assistant_output
 
@@ -69,10 +69,10 @@ def _event(
 class OllamaInference:
     """Implements the Inference protocol and ModelOwner (register_model / unregister_model)."""
 
-    def __init__(self, config: OllamaInferenceConfig) -> None:
+    def __init__(self, config: OllamaInferenceConfig, outbound: OutboundPolicy | None = None) -> None:
         self.config = config
         self.ollama = OllamaConnection(config)
-        self._http = httpx.AsyncClient(timeout=config.timeout_s)  # downloads images given by URL
+        self.outbound = outbound or OutboundPolicy()  # for images given by URL
         self._models: dict[str, ServedModel] = {}  # by provider_resource_id
         self._identifiers: dict[str, str] = {}  # registered identifier -> provider_resource_id
         self._lock = asyncio.Lock()
@@ -133,7 +133,6 @@ class OllamaInference:
 
     async def shutdown(self) -> None:
         await self.ollama.close()
-        await self._http.aclose()
 
     def served(self, resource_id: str) -> ServedModel:
         served = self._models.get(resource_id)
@@ -227,7 +226,7 @@ class OllamaInference:
         return _without_bos(decode_tokens(tokens))
 
     async def _chat_messages(self, served: ServedModel, messages: list[Message]) -> list[dict[str, Any]]:
-        return await chat_messages(messages, self._http)
+        return await chat_messages(messages, self.outbound)
 
     def _chat_args(
         self, served: ServedModel, request: ChatCompletionRequest, messages: list[dict[str, Any]]

@@ -7,7 +7,6 @@ import base64
 import uuid
 from typing import Any
 
-import httpx
 import ollama
 
 from llama_stack.apis.common import (
@@ -26,8 +25,10 @@ from llama_stack.apis.common import (
     UserMessage,
     content_text,
 )
-from llama_stack.apis.errors import InvalidRequest, UpstreamError
+from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import Usage
+from llama_stack.distribution.outbound import OutboundPolicy
+from llama_stack.models.images import fetch_image
 
 
 def sampling_options(params: SamplingParams) -> dict[str, Any]:
@@ -67,25 +68,20 @@ def usage(part: ollama.GenerateResponse | ollama.ChatResponse | ollama.EmbedResp
 # --- /api/chat messages ---------------------------------------------------------------------------
 
 
-async def image_base64(item: ImageContentItem, http: httpx.AsyncClient) -> str:
+async def image_base64(item: ImageContentItem, outbound: OutboundPolicy) -> str:
     """An image as the base64 Ollama takes: inline data as is, a data: URL decoded, an http(s)
-    URL downloaded (Ollama itself only reads images inline)."""
+    URL downloaded under the server's outbound policy (Ollama itself only reads images inline)."""
     if item.data is not None:
         return item.data
     uri = item.url.uri if item.url is not None else ""
     if uri.startswith("data:"):
         return uri.partition(",")[2]
     if uri.startswith(("http://", "https://")):
-        try:
-            response = await http.get(uri, follow_redirects=True)
-            response.raise_for_status()
-        except httpx.HTTPError as error:
-            raise UpstreamError(f"could not download the image at {uri}: {error}") from error
-        return base64.b64encode(response.content).decode()
+        return base64.b64encode(await fetch_image(uri, outbound)).decode()
     raise InvalidRequest("an image must be given as base64 `data`, a data: URL or an http(s) URL")
 
 
-async def chat_content(content: InterleavedContent, http: httpx.AsyncClient) -> tuple[str, list[str]]:
+async def chat_content(content: InterleavedContent, outbound: OutboundPolicy) -> tuple[str, list[str]]:
     items = content if isinstance(content, list) else [content]
     texts: list[str] = []
     images: list[str] = []
@@ -95,15 +91,15 @@ async def chat_content(content: InterleavedContent, http: httpx.AsyncClient) -> 
         elif isinstance(item, TextContentItem):
             texts.append(item.text)
         else:
-            images.append(await image_base64(item, http))
+            images.append(await image_base64(item, outbound))
     return "".join(texts), images
 
 
-async def chat_messages(messages: list[Message], http: httpx.AsyncClient) -> list[dict[str, Any]]:
+async def chat_messages(messages: list[Message], outbound: OutboundPolicy) -> list[dict[str, Any]]:
     """Messages for /api/chat, which Ollama renders with the model's own template."""
     result: list[dict[str, Any]] = []
     for message in messages:
-        text, images = await chat_content(message.content, http)
+        text, images = await chat_content(message.content, outbound)
         entry: dict[str, Any] = {"role": _ROLES[type(message)], "content": text}
         if images:
             entry["images"] = images

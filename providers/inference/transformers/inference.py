@@ -34,6 +34,7 @@ from llama_stack.apis.inference import (
     Usage,
 )
 from llama_stack.apis.models import Model, ModelType
+from llama_stack.distribution.outbound import OutboundPolicy
 
 from .batch import DecodeBatch
 from .config import TransformersInferenceConfig
@@ -64,8 +65,9 @@ class LoadedModel:
 class TransformersInference:
     """Implements the Inference protocol and ModelOwner (register_model / unregister_model)."""
 
-    def __init__(self, config: TransformersInferenceConfig) -> None:
+    def __init__(self, config: TransformersInferenceConfig, outbound: OutboundPolicy | None = None) -> None:
         self.config = config
+        self.outbound = outbound  # image URLs are fetched under it (None: the default, public addresses only)
         self._models: dict[str, LoadedModel] = {}  # by provider_resource_id
         self._identifiers: dict[str, str] = {}  # registered identifier -> provider_resource_id
         self._load_lock = asyncio.Lock()
@@ -205,7 +207,7 @@ class TransformersInference:
     ) -> AsyncGenerator[Step, None]:
         vision = loaded.image_processor is not None
         if encoded is None:
-            encoded = await encode_chat(plan, loaded.prompts, vision=vision)
+            encoded = await encode_chat(plan, loaded.prompts, vision=vision, outbound=self.outbound)
         model_inputs = await encoded.model_inputs(loaded.image_processor)
         async for step in self._steps(loaded, plan, encoded.tokens, model_inputs):
             yield step

@@ -22,6 +22,7 @@ from llama_stack.apis.common import (
     content_has_image,
 )
 from llama_stack.apis.inference import ChatCompletionRequest, CompletionRequest, LogProbConfig
+from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.models.chat_format import text_only_error
 from llama_stack.models.images import has_remote_image, inline_images
 from llama_stack.models.tool_calls import check_tool_prompt_format
@@ -129,7 +130,9 @@ def needs_fetch(plan: GenerationPlan) -> bool:
     return has_remote_image(plan.messages)
 
 
-async def encode_chat(plan: GenerationPlan, prompts: PromptFormat, *, vision: bool) -> EncodedChat:
-    """`encode_chat_now` after downloading the http(s) images."""
-    fetched = replace(plan, messages=await inline_images(plan.messages))
+async def encode_chat(
+    plan: GenerationPlan, prompts: PromptFormat, *, vision: bool, outbound: OutboundPolicy | None = None
+) -> EncodedChat:
+    """`encode_chat_now` after downloading the http(s) images under the outbound policy."""
+    fetched = replace(plan, messages=await inline_images(plan.messages, outbound))
     return encode_chat_now(fetched, prompts, vision=vision)
