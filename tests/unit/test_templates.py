@@ -64,7 +64,11 @@ def test_demo_serves_the_tiny_model_and_minilm_offline() -> None:
     config = load_run_config(get_template("demo").run_yaml, env={})
     transformers = config.providers[Api.inference][0]
     assert transformers.provider_id == "transformers"
-    assert transformers.config == {"device": "cpu", "tiny_model_dir": "~/.llama/tiny-models"}
+    assert transformers.config == {
+        "device": "cpu",
+        "tiny_model_dir": "~/.llama/tiny-models",
+        "gguf_cache_dir": "~/.llama/gguf-cache",
+    }
     models = {m.model_id: m for m in config.models}
     assert models["tiny-random-llama-3"].provider_model_id == "tiny-random-llama-3"
     assert models["all-MiniLM-L6-v2"].model_type == "embedding"
