@@ -411,9 +411,22 @@ def reachable_engine(engines: Iterable[str] = ("docker", "podman")) -> str | Non
     return None
 
 
+def is_podman(engine: str) -> bool:
+    """podman, or a `docker` that is podman's emulation (podman-docker): `--version` tells."""
+    if Path(engine).name == "podman":
+        return True
+    if shutil.which(engine) is None:
+        return False
+    try:
+        completed = subprocess.run([engine, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return completed.stdout.lower().startswith("podman")
+
+
 def container_build_command(engine: str, tag: str, context: Path, base_image: str | None = None) -> list[str]:
     command = [engine, "build", "-t", tag, "-f", str(context / "Dockerfile")]
-    if Path(engine).name == "podman":
+    if is_podman(engine):
         command += ["--format", "docker"]  # the OCI format has no HEALTHCHECK: podman would drop it
     if base_image:
         command += ["--build-arg", f"BASE_IMAGE={base_image}"]
