@@ -43,6 +43,8 @@ class Deps:
     apis: Mapping[Api, Any] = field(default_factory=dict)
     # What the provider may fetch for a caller (server.outbound); the default refuses non-public addresses.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
+    # server.auth defines API keys: callers are tenants who must not reach each other's data.
+    multi_tenant: bool = False
 
     def __getitem__(self, api: Api) -> Any:
         if api not in self.apis:

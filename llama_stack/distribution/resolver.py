@@ -164,6 +164,7 @@ async def build_stack(config: RunConfig) -> Stack:
         memory_banks=MemoryBanksTable({}, store, models),
     )
     outbound = OutboundPolicy.from_config(config.server.outbound)
+    multi_tenant = bool(config.server.auth and config.server.auth.keys)
     stack.routers.update({Api.models: stack.models, Api.shields: stack.shields, Api.memory_banks: stack.memory_banks})
     try:
         for api in order:
@@ -171,7 +172,8 @@ async def build_stack(config: RunConfig) -> Stack:
             for index, spec, provider_config in specs[api]:
                 entry = config.providers[api][index]
                 wanted = (*spec.depends_on, *spec.optional_depends_on)
-                deps = Deps({api: stack.routers[api] for api in wanted if api in stack.routers}, outbound)
+                routers = {api: stack.routers[api] for api in wanted if api in stack.routers}
+                deps = Deps(routers, outbound, multi_tenant)
                 try:
                     impl = await spec.factory(provider_config, deps)
                 except (StackError, OSError, ValueError, RuntimeError) as e:

@@ -27,7 +27,14 @@ async def get_provider_impl(config: MetaReferenceAgentsConfig, deps: Deps) -> Me
         kv = await kvstore_from_config(config.persistence_store)
     except (MissingDependency, ConnectionError) as e:
         raise RuntimeError(f"persistence_store: {e}") from e
-    return MetaReferenceAgents(config, deps, AgentStore(kv))
+    agents = MetaReferenceAgents(config, deps, AgentStore(kv))
+    if deps.multi_tenant:  # fail now, not at the first code_interpreter call: tenants need bubblewrap
+        try:
+            await agents.sandbox.plan()
+        except BaseException:
+            await agents.shutdown()
+            raise
+    return agents
 
 
 provider_spec = ProviderSpec(

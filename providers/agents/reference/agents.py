@@ -59,7 +59,7 @@ class MetaReferenceAgents:
         self.retriever = Retriever(deps.get(Api.memory), self.banks, self.models, config.session_bank_embedding_model)
         self._owns_http = http is None
         self.http = http or httpx.AsyncClient(timeout=config.web.timeout_s, follow_redirects=True)
-        self.sandbox = Sandbox(config.sandbox)
+        self.sandbox = Sandbox(config.sandbox, tenants=deps.multi_tenant)
         self.services = ToolServices(sandbox=self.sandbox, http=self.http, web=config.web)
         self.runner = TurnRunner(deps[Api.inference], self.safety, self.retriever, store)
         self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()

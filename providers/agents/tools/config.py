@@ -11,9 +11,14 @@ class SandboxConfig(BaseModel):
     """Where and how code_interpreter runs Python.
 
     `isolation: auto` picks bubblewrap when `bwrap` works on this machine, else a restricted
-    subprocess; naming one mode makes startup of the first run fail when that mode does not work.
-    When the server runs as root the program runs as `run_as_uid` (nobody), so the process-count
-    limit holds (the kernel never limits root) and file permissions apply.
+    subprocess; naming one mode makes the first run fail when that mode does not work. Where
+    server.auth defines API keys, callers are tenants who must not read each other's data: then
+    only bubblewrap is accepted, and the server does not start without it.
+
+    Under bubblewrap the program sees an empty root with, read-only, only the interpreter, its
+    standard library, the shared libraries in /usr/lib, and `packages` with what they require.
+    It runs as `run_as_uid` (nobody): through setuid when the server is root (so the process-count
+    limit holds: the kernel never limits root), else in a user namespace.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -21,6 +26,10 @@ class SandboxConfig(BaseModel):
     isolation: Literal["auto", "bubblewrap", "subprocess"] = "auto"
     python: str | None = Field(
         default=None, description="interpreter for the programs; default: the server's own, else a system python3"
+    )
+    packages: list[str] = Field(
+        default_factory=lambda: ["numpy", "pandas", "matplotlib"],
+        description="distributions importable under bubblewrap, with what they require (where installed)",
     )
     timeout_s: float = Field(default=10.0, gt=0, description="wall-clock limit of one run")
     cpu_time_s: int = Field(default=10, gt=0, description="CPU seconds per process (RLIMIT_CPU)")

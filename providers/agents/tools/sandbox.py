@@ -1,13 +1,19 @@
 """The code sandbox of code_interpreter: untrusted Python under bubblewrap when `bwrap` works here,
-else in a restricted subprocess; either way under resource limits and a wall-clock timeout.
+else (only where no API keys are configured) in a restricted subprocess; either way under
+resource limits and a wall-clock timeout.
 
-bubblewrap: its own network namespace (no interface but a loopback that is down), the host file
-system mounted read-only, a private size-limited tmpfs as /tmp (the working directory) and over
-/run and /var/tmp (no host sockets reachable), its own pid namespace (killing the sandbox kills
-every process the program started), all capabilities dropped but the two needed to leave root.
+bubblewrap: an empty root holding, read-only, only what the interpreter needs (its executable and
+shared library, its standard library with its site-packages hidden, the system's shared
+libraries, and the configured packages with what they require, see sandbox_layout.py); a private
+size-limited tmpfs as /tmp (the working directory); its own /dev and /proc (it sees only its own
+processes); no network (a namespace with a loopback that is down), its own pid, IPC and UTS
+namespaces; killing the sandbox kills every process the program started. No /home, /root, /etc,
+/work or state folder of the server exists in it. The program runs as `run_as_uid`: through
+setuid when the server is root, else in a user namespace (which may not nest).
 
 Subprocess: the same limits, a fresh temporary working directory, but no network isolation and a
-file system protected only by the permissions of the sandbox user.
+file system protected only by the permissions of the sandbox user. Never used where API keys are
+configured: tenants would read each other's files.
 
 As root, the program runs as `run_as_uid`: the kernel never applies RLIMIT_NPROC to root, so
 that is what makes the process limit (the fork-bomb guard) hold. When no interpreter can run as
@@ -23,7 +29,6 @@ import logging
 import os
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 import time
@@ -34,6 +39,7 @@ from typing import Any
 
 from llama_stack.apis.errors import ProviderError
 
+from . import sandbox_layout
 from .config import SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,9 @@ log = logging.getLogger(__name__)
 _BOOT_SOURCE = Path(__file__).with_name("sandbox_boot.py").read_text()
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 _SANDBOX_TMP = "/tmp"
+_SANDBOX_SITE = "/opt/sandbox/site-packages"
+_LAYOUT_SCRIPT = str(Path(__file__).with_name("sandbox_layout.py"))
+_SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Modules the interpreter has not loaded before dropping root: they prove its library is readable.
 _PROBE = "import decimal, socket, sqlite3, email.parser; print('ok')"
@@ -52,6 +61,40 @@ class Isolation(StrEnum):
 
 
 @dataclass(frozen=True)
+class Layout:
+    """What the sandbox root holds for one interpreter (sandbox_layout.describe)."""
+
+    executable: str
+    stdlib: list[str]
+    libraries: list[str]
+    packages: dict[str, list[str]]  # distribution -> its top-level files and folders
+    missing: list[str]  # configured packages this interpreter does not have
+
+    @classmethod
+    def of(cls, python: str, packages: list[str]) -> Layout:
+        found: dict[str, Any]
+        if os.path.realpath(python) == os.path.realpath(sys.executable):
+            found = sandbox_layout.describe(packages)
+        else:
+            import subprocess
+
+            # The server's own user runs another interpreter's standard library: no sandbox needed.
+            done = subprocess.run(
+                [python, "-I", _LAYOUT_SCRIPT, *packages], capture_output=True, text=True, timeout=60, check=False
+            )
+            if done.returncode != 0:
+                raise ProviderError(f"cannot inspect {python}: {done.stderr.strip()[-500:]}")
+            found = json.loads(done.stdout)
+        return cls(
+            executable=str(found["executable"]),
+            stdlib=list(found["stdlib"]),
+            libraries=list(found["libraries"]),
+            packages={str(name): list(paths) for name, paths in found["packages"].items()},
+            missing=list(found["missing"]),
+        )
+
+
+@dataclass(frozen=True)
 class SandboxPlan:
     """How programs run here, found by probing once."""
 
@@ -59,6 +102,7 @@ class SandboxPlan:
     python: str
     run_as: tuple[int, int] | None  # (uid, gid) to switch to; None when the server is not root
     note: str = ""  # why bubblewrap is not used, when it is not
+    layout: Layout | None = None  # under bubblewrap
 
 
 @dataclass
@@ -105,8 +149,10 @@ class _Capture:
 
 
 class Sandbox:
-    def __init__(self, config: SandboxConfig) -> None:
+    def __init__(self, config: SandboxConfig, *, tenants: bool = False) -> None:
+        """`tenants`: API keys are configured, so only bubblewrap is acceptable."""
         self.config = config
+        self.tenants = tenants
         self._plan: SandboxPlan | None = None
         self._plan_lock = asyncio.Lock()
         self._slots = asyncio.Semaphore(config.max_concurrent_runs)
@@ -126,9 +172,10 @@ class Sandbox:
             f"{c.max_processes} processes, {c.max_output_bytes} bytes of output"
         )
         if plan.isolation == Isolation.bubblewrap:
+            packages = ", ".join(sorted(set(c.packages) - set(plan.layout.missing if plan.layout else []))) or "none"
             return (
-                f"bubblewrap sandbox {who}: no network, read-only file system but a private "
-                f"{c.tmp_size_mb} MiB /tmp, own process tree; {limits}"
+                f"bubblewrap sandbox {who}: no network, only the interpreter and its packages ({packages}) "
+                f"read-only and a private {c.tmp_size_mb} MiB /tmp, own process tree; {limits}"
             )
         return (
             f"restricted subprocess {who} ({plan.note or 'bubblewrap not used'}): NO network isolation, "
@@ -154,28 +201,48 @@ class Sandbox:
                 found.append(path)
         return found
 
-    async def _probe(self) -> SandboxPlan:
+    def _modes(self) -> list[Isolation]:
         wanted = self.config.isolation
+        if self.tenants:
+            if wanted == "subprocess":
+                raise ProviderError(
+                    "sandbox.isolation: subprocess lets one tenant's code read another's files; where server.auth "
+                    "defines API keys, code_interpreter needs isolation: bubblewrap (apt-get install bubblewrap)"
+                )
+            return [Isolation.bubblewrap]
+        return [Isolation(wanted)] if wanted != "auto" else [Isolation.bubblewrap, Isolation.subprocess]
+
+    async def _probe(self) -> SandboxPlan:
         run_as = (self.config.run_as_uid, self.config.run_as_gid) if os.geteuid() == 0 else None
-        modes = [Isolation(wanted)] if wanted != "auto" else [Isolation.bubblewrap, Isolation.subprocess]
         failures: list[str] = []
-        for mode in modes:
+        for mode in self._modes():
             if mode == Isolation.bubblewrap and shutil.which("bwrap") is None:
                 failures.append("`bwrap` is not installed (apt-get install bubblewrap)")
                 continue
             note = "; ".join(failures) if failures else "subprocess isolation chosen in the config"
             for python in self._candidates():
-                plan = SandboxPlan(mode, python, run_as, note)
+                try:
+                    layout = await self._layout(python) if mode == Isolation.bubblewrap else None
+                except (ProviderError, OSError, ValueError) as e:
+                    failures.append(f"{mode.value} with {python}: {e}")
+                    continue
+                plan = SandboxPlan(mode, python, run_as, note, layout)
                 result = await self._execute(plan, _PROBE, timeout_s=20.0)
                 if result.exit_code == 0 and result.stdout.strip() == "ok":
+                    if layout is not None and layout.missing:
+                        log.warning("code_interpreter: %s lacks %s", python, ", ".join(layout.missing))
                     return plan
                 detail = (result.stderr.strip().splitlines() or [result.status])[-1]
                 failures.append(f"{mode.value} with {python}: {detail}")
         who = f" as uid {run_as[0]}" if run_as else ""
+        needs = " Where API keys are configured, only bubblewrap is accepted." if self.tenants else ""
         raise ProviderError(
             f"code_interpreter cannot run Python{who} here ({'; '.join(failures)}). Set sandbox.python to an "
-            "interpreter that user may run, or install bubblewrap."
+            f"interpreter that user may run, or install bubblewrap.{needs}"
         )
+
+    async def _layout(self, python: str) -> Layout:
+        return await asyncio.to_thread(Layout.of, python, list(self.config.packages))
 
     # Running ------------------------------------------------------------------------------------
 
@@ -192,16 +259,16 @@ class Sandbox:
         return {"RLIMIT_CPU": (c.cpu_time_s, c.cpu_time_s + 1)} | {name: (v, v) for name, v in limits.items()}
 
     def _bwrap_command(self, plan: SandboxPlan) -> list[str]:
+        assert plan.layout is not None
+        args = ["bwrap", *_root_binds(plan.layout), "--dev", "/dev", "--proc", "/proc"]
         tmp_bytes = str(self.config.tmp_size_mb * 1024 * 1024)
-        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
         args += ["--size", tmp_bytes, "--perms", "1777", "--tmpfs", _SANDBOX_TMP]
-        for hidden in ("/run", "/var/tmp", "/var/run"):
-            if os.path.isdir(hidden) and not os.path.islink(hidden):
-                args += ["--tmpfs", hidden]
-        if plan.run_as is not None:
-            args += _expose(_interpreter_dirs(plan.python), plan.run_as[0])
-            args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        if plan.run_as is not None:  # root: the boot code drops to run_as with these two capabilities
+            args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:  # not root: a user namespace gives the program its own uid, and it may not nest another
+            uid, gid = self.config.run_as_uid, self.config.run_as_gid
+            args += ["--unshare-user", "--uid", str(uid), "--gid", str(gid), "--disable-userns", "--cap-drop", "ALL"]
         args += ["--hostname", "sandbox", "--die-with-parent", "--new-session", "--chdir", _SANDBOX_TMP]
         return args
 
@@ -209,6 +276,7 @@ class Sandbox:
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": workdir,
+            "USER": "sandbox",
             "TMPDIR": workdir,
             "LANG": "C.UTF-8",
             "MPLBACKEND": "Agg",
@@ -236,10 +304,14 @@ class Sandbox:
             "workdir": workdir,
             "max_images": self.config.max_images,
             "max_image_bytes": self.config.max_image_bytes,
+            "site_packages": _SANDBOX_SITE if plan.layout is not None else None,
         }
-        command = [plan.python, "-I", "-c", _BOOT_SOURCE, json.dumps(settings)]
-        if plan.isolation == Isolation.bubblewrap:
-            command = self._bwrap_command(plan) + command
+        if plan.layout is not None:
+            # -S: no site-packages of the interpreter; the boot code adds the sandbox's own.
+            python = [plan.layout.executable, "-I", "-S"]
+            command = [*self._bwrap_command(plan), *python, "-c", _BOOT_SOURCE, json.dumps(settings)]
+        else:
+            command = [plan.python, "-I", "-c", _BOOT_SOURCE, json.dumps(settings)]
         started = time.perf_counter()
         try:
             return await self._supervise(command, cwd, workdir, code, timeout_s, read_end, write_end, started)
@@ -365,35 +437,44 @@ def _decode_images(raw: bytes, limit: int) -> list[bytes]:
     return images
 
 
-def _interpreter_dirs(python: str) -> list[str]:
-    """The folders an interpreter reads: its venv and its base installation."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        return sorted({sys.prefix, sys.base_prefix})
-    # <venv>/bin/python links to <base>/bin/python3.x: both folders are read.
-    return sorted({str(Path(python).absolute().parent.parent), str(Path(os.path.realpath(python)).parent.parent)})
-
-
-def _expose(paths: list[str], uid: int) -> list[str]:
-    """bwrap arguments that let `uid` read `paths` when a parent folder is closed to others (a
-    Python under /root, mode 0700): a tmpfs hides that parent, and only `paths` is bound back."""
+def _root_binds(layout: Layout) -> list[str]:
+    """bwrap arguments that fill the empty root with what the interpreter needs, read-only."""
     args: list[str] = []
-    hidden: set[str] = set()
-    for path in paths:
-        parts = Path(path).parts
-        for depth in range(2, len(parts) + 1):
-            ancestor = str(Path(*parts[:depth]))
-            if ancestor not in hidden and not _closed_to(ancestor, uid):
-                continue
-            if ancestor not in hidden:
-                hidden.add(ancestor)
-                args += ["--tmpfs", ancestor]
-            for inner in range(depth + 1, len(parts)):
-                args += ["--perms", "0755", "--dir", str(Path(*parts[:inner]))]
-            args += ["--ro-bind", path, path]
-            break
-    return args
+    for folder in _SYSTEM_LIBRARIES:
+        if os.path.islink(folder):
+            args += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            args += ["--ro-bind", folder, folder]
+    for path in (layout.executable, *layout.libraries):
+        args += ["--ro-bind", path, path]
+    for folder in layout.stdlib:
+        args += ["--ro-bind", folder, folder]
+        for hidden in ("site-packages", "dist-packages"):  # what was installed there is not offered
+            inner = os.path.join(folder, hidden)
+            if os.path.isdir(inner):
+                args += ["--tmpfs", inner, "--remount-ro", inner]
+    placed: set[str] = set()
+    for paths in layout.packages.values():
+        for path in paths:
+            name = os.path.basename(path)
+            if name not in placed:
+                placed.add(name)
+                args += ["--ro-bind", path, f"{_SANDBOX_SITE}/{name}"]
+    if os.path.isfile("/etc/ld.so.cache"):  # where the loader finds shared libraries; no secrets
+        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    return _open_parents(args) + args
 
 
-def _closed_to(folder: str, uid: int) -> bool:
-    info = os.stat(folder)
-    return info.st_uid != uid and not info.st_mode & stat.S_IXOTH
+def _open_parents(args: list[str]) -> list[str]:
+    """Folders that lead to the bound paths, made 0755: bwrap would make them 0700, closed to the
+    sandbox user when the server is root."""
+    destinations = [args[i + 2] for i, arg in enumerate(args) if arg in ("--ro-bind", "--symlink")]
+    parents: list[str] = []
+    for destination in destinations:
+        for folder in map(str, reversed(Path(destination).parents)):
+            if folder != "/" and folder not in parents:
+                parents.append(folder)
+    made: list[str] = []
+    for parent in parents:
+        made += ["--perms", "0755", "--dir", parent]
+    return made

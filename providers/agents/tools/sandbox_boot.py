@@ -121,6 +121,10 @@ def main() -> None:
     os.chdir(workdir)
     _apply_limits(settings["limits"])
     _drop_privileges(settings["uid"], settings["gid"])
+    if settings.get("site_packages"):  # the packages bound into the sandbox (run with -S)
+        import site
+
+        site.addsitedir(settings["site_packages"])
     path = os.path.join(workdir, "main.py")
     with open(path, "wb") as file:
         file.write(program)
