@@ -4,9 +4,12 @@ bubblewrap (skipped where `bwrap` cannot run) and in the restricted subprocess."
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -17,6 +20,9 @@ import pytest
 
 from llama_stack.apis.common import ImageContentItem, ToolCall, content_text
 from llama_stack.apis.errors import ProviderError
+from llama_stack.distribution.provider import Api, Deps
+from llama_stack.distribution.store import SqliteKVStoreConfig
+from llama_stack.providers.agents.reference import MetaReferenceAgentsConfig, get_provider_impl
 from llama_stack.providers.agents.tools.code_interpreter import CodeInterpreterTool
 from llama_stack.providers.agents.tools.config import SandboxConfig
 from llama_stack.providers.agents.tools.sandbox import Isolation, Sandbox
@@ -225,3 +231,163 @@ async def test_memory_and_file_sizes_are_limited(sandbox: Sandbox) -> None:
 async def test_concurrent_runs_do_not_mix(sandbox: Sandbox) -> None:
     results = await asyncio.gather(*(sandbox.run(f"print({n} * 2)") for n in range(4)))
     assert [r.stdout.strip() for _, r in results] == ["0", "2", "4", "6"]
+
+
+# --- escapes an attacker tries (bubblewrap: the isolation used wherever API keys are configured) ---
+
+READ_ATTEMPTS = """
+import os, sys
+for path in sys.argv[1:] if len(sys.argv) > 1 else PATHS:
+    try:
+        with open(path, "rb") as f:
+            print("READ", path, f.read(200))
+    except OSError as e:
+        print("blocked", path, type(e).__name__)
+"""
+
+
+async def _bubblewrap(sandbox: Sandbox) -> None:
+    if (await sandbox.plan()).isolation != Isolation.bubblewrap:
+        pytest.skip("the restricted subprocess offers only file permissions (and is refused where keys exist)")
+
+
+async def test_the_servers_files_and_other_tenants_state_are_not_in_the_sandbox(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    await _bubblewrap(sandbox)
+    secret = f"secret-{uuid.uuid4().hex}"
+    private = Path.home() / f".sandbox-test-{uuid.uuid4().hex}"  # mode 600 under the server user's home
+    private.write_text(secret)
+    private.chmod(0o600)
+    state = tmp_path / "agents_store.db"  # another tenant's sessions, even world-readable
+    state.write_text(secret)
+    state.chmod(0o644)
+    targets = [private, state, Path(__file__), Path("/etc/passwd"), Path("/etc/shadow"), Path(sys.executable)]
+    program = f"PATHS = {[str(t) for t in targets]!r}\n" + READ_ATTEMPTS
+    try:
+        _, result = await sandbox.run(program)
+    finally:
+        private.unlink()
+    assert result.exit_code == 0, result.stderr
+    assert secret not in result.stdout and "READ" not in result.stdout
+    assert result.stdout.count("blocked") == len(targets)
+
+
+async def test_the_root_holds_only_what_the_interpreter_needs(sandbox: Sandbox) -> None:
+    await _bubblewrap(sandbox)
+    program = """
+import os, importlib.util
+print(sorted(os.listdir("/")))
+print(sorted(os.listdir("/etc")), sorted(os.listdir("/usr")))
+for name in ("numpy", "pandas", "matplotlib", "pydantic", "llama_stack", "httpx", "torch"):
+    print(name, importlib.util.find_spec(name) is not None)
+"""
+    _, result = await sandbox.run(program)
+    top, etc_usr, *imports = result.stdout.splitlines()
+    plan = await sandbox.plan()
+    assert plan.layout is not None
+    allowed = {"dev", "etc", "lib", "lib64", "lib32", "opt", "proc", "tmp", "usr"}
+    allowed |= {Path(path).parts[1] for path in (plan.layout.executable, *plan.layout.stdlib)}
+    assert set(eval(top)) <= allowed and not {"home", "work", "var", "run", "srv", "mnt"} & set(eval(top))
+    assert etc_usr.startswith("['ld.so.cache'] ") or etc_usr.startswith("[] ")
+    assert imports == [
+        "numpy True", "pandas True", "matplotlib True",
+        "pydantic False", "llama_stack False", "httpx False", "torch False",
+    ]  # fmt: skip
+
+
+async def test_proc_shows_only_the_sandbox_and_not_the_servers_environment(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _bubblewrap(sandbox)
+    secret = f"token-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SERVER_SECRET_TOKEN", secret)
+    program = """
+import os
+pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+print("pids", pids)
+for pid in pids + [1]:
+    for name in ("environ", "cmdline"):
+        try:
+            print(pid, name, open(f"/proc/{pid}/{name}", "rb").read()[:300])
+        except OSError as e:
+            print(pid, name, "blocked", type(e).__name__)
+"""
+    _, result = await sandbox.run(program)
+    assert result.exit_code == 0, result.stderr
+    assert secret not in result.stdout and "pytest" not in result.stdout
+    pids = eval(result.stdout.splitlines()[0].removeprefix("pids "))
+    assert len(pids) <= 3, "only the sandbox's own processes"
+
+
+UNPRIVILEGED_SERVER = """
+import asyncio, json, site, sys
+site.addsitedir(sys.argv[1])
+from llama_stack.providers.agents.tools.config import SandboxConfig
+from llama_stack.providers.agents.tools.sandbox import Sandbox
+
+async def main():
+    box = Sandbox(SandboxConfig(isolation="bubblewrap"), tenants=True)
+    plan, result = await box.run(sys.stdin.read())
+    print(json.dumps({"run_as": plan.run_as, "stdout": result.stdout, "stderr": result.stderr}))
+
+asyncio.run(main())
+"""
+
+
+def test_a_server_running_as_an_unprivileged_user_runs_code_as_another_uid(tmp_path: Path) -> None:
+    """As in the container image: the server is not root, so a user namespace gives the program
+    uid 65534, and the server user's private files are not in its root."""
+    system_python = "/usr/bin/python3.11"
+    if os.geteuid() != 0 or shutil.which("runuser") is None or not os.path.exists(system_python):
+        pytest.skip("needs root (to start the server as nobody), runuser and a system Python 3.11")
+    if sys.version_info[:2] != (3, 11) or shutil.which("bwrap") is None:
+        pytest.skip("the venv's compiled packages must load in the system Python 3.11; needs bwrap")
+    home = tmp_path / "server-home"  # the server user's own folder, closed to others
+    home.mkdir()
+    private = home / "sessions.db"
+    secret = f"secret-{uuid.uuid4().hex}"
+    private.write_text(secret)
+    for path, mode in ((tmp_path, 0o755), (home, 0o700), (private, 0o600)):
+        os.chown(path, 65534, 65534)
+        path.chmod(mode)
+    targets = [str(private), "/proc/1/environ"]
+    program = "import os, sys, numpy\nprint('uid', os.getuid(), 'numpy', numpy.arange(3).sum())\n"
+    program += f"PATHS = {targets!r}\n" + READ_ATTEMPTS + f"open({str(home / 'planted')!r}, 'w')\n"
+    site_packages = next(p for p in sys.path if p.endswith("site-packages") and ".venv" in p)
+    done = subprocess.run(
+        ["runuser", "-u", "nobody", "--", system_python, "-c", UNPRIVILEGED_SERVER, site_packages],
+        input=program, capture_output=True, text=True, timeout=120, cwd="/", check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["run_as"] is None  # not root: no setuid, a user namespace instead
+    assert "uid 65534 numpy 3" in answer["stdout"], answer["stderr"]
+    assert secret not in answer["stdout"] and "SERVER" not in answer["stdout"]
+    assert f"blocked {private} FileNotFoundError" in answer["stdout"]
+    assert "FileNotFoundError" in answer["stderr"] and not (home / "planted").exists()
+
+
+# --- where API keys are configured, only bubblewrap -------------------------------------------
+
+
+async def test_with_api_keys_the_subprocess_is_refused() -> None:
+    box = Sandbox(SandboxConfig(isolation="subprocess"), tenants=True)
+    with pytest.raises(ProviderError, match="needs isolation: bubblewrap"):
+        await box.plan()
+
+
+async def test_with_api_keys_startup_fails_clearly_without_bwrap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH where no bwrap is found
+    auto = Sandbox(SandboxConfig(), tenants=True)
+    with pytest.raises(ProviderError, match=r"`bwrap` is not installed.*only bubblewrap is accepted"):
+        await auto.plan()
+    config = MetaReferenceAgentsConfig(persistence_store=SqliteKVStoreConfig(db_path=str(tmp_path / "agents.db")))
+    deps = Deps({Api.inference: object(), Api.models: object()}, multi_tenant=True)
+    with pytest.raises(ProviderError, match="`bwrap` is not installed"):
+        await get_provider_impl(config, deps)
+    # Without keys, the same machine falls back to the subprocess, and says so.
+    plan = await Sandbox(SandboxConfig()).plan()
+    assert plan.isolation == Isolation.subprocess and "bwrap" in plan.note
