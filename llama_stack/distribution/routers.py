@@ -39,9 +39,11 @@ from llama_stack.apis.memory import (
     QueryDocumentsRequest,
     QueryDocumentsResponse,
 )
+from llama_stack.apis.memory_banks import MemoryBank, VectorMemoryBank
 from llama_stack.apis.models import Model, ModelType
 from llama_stack.apis.safety import RunShieldRequest, RunShieldResponse
 from llama_stack.distribution.outbound import OutboundPolicy
+from llama_stack.distribution.request_context import require_model
 from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
 from llama_stack.models.images import with_fetched_images
 
@@ -101,16 +103,25 @@ class SafetyRouter:
 
 
 class MemoryRouter:
+    """Every call finds its bank through the table, so another key's bank is not found; a vector
+    bank's embedding model must be one the caller's key may use, as it embeds on their behalf."""
+
     def __init__(self, banks: MemoryBanksTable) -> None:
         self.banks = banks
 
+    async def _bank(self, bank_id: str) -> MemoryBank:
+        bank = await self.banks.get(bank_id)
+        if isinstance(bank, VectorMemoryBank):
+            require_model(bank.embedding_model)
+        return bank
+
     async def insert_documents(self, request: InsertDocumentsRequest) -> None:
-        bank = await self.banks.get(request.bank_id)
+        bank = await self._bank(request.bank_id)
         update = {"bank_id": bank.provider_resource_id}
         await self.banks.provider_for(bank).insert_documents(request.model_copy(update=update))
 
     async def query_documents(self, request: QueryDocumentsRequest) -> QueryDocumentsResponse:
-        bank = await self.banks.get(request.bank_id)
+        bank = await self._bank(request.bank_id)
         update = {"bank_id": bank.provider_resource_id}
         result: QueryDocumentsResponse = await self.banks.provider_for(bank).query_documents(
             request.model_copy(update=update)
@@ -118,7 +129,7 @@ class MemoryRouter:
         return result
 
     async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
-        bank = await self.banks.get(request.bank_id)
+        bank = await self._bank(request.bank_id)
         update = {"bank_id": bank.provider_resource_id}
         await self.banks.provider_for(bank).delete_documents(request.model_copy(update=update))
 

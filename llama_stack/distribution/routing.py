@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from llama_stack.apis.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     MemoryBankNotFound,
     ModelNotFound,
@@ -29,6 +30,8 @@ from llama_stack.apis.memory_banks import (
 from llama_stack.apis.models import Model, ModelType, RegisterModelRequest
 from llama_stack.apis.resource import Resource
 from llama_stack.apis.shields import RegisterShieldRequest, Shield
+from llama_stack.distribution.ownership import may_see, owner_of_new_resource
+from llama_stack.distribution.request_context import current_caller, require_model
 from llama_stack.distribution.store.api import KVStore
 
 log = logging.getLogger(__name__)
@@ -147,10 +150,24 @@ class ModelsTable(RoutingTable[Model]):
         super().__init__(providers, store, TypeAdapter(Model))
 
     def not_found(self, identifier: str) -> NotFound:
-        return ModelNotFound(identifier, available=list(self.resources))
+        # Only the models the caller's key may use are named, so a scoped key learns no others.
+        return ModelNotFound(identifier, available=[m.identifier for m in self.usable(self.list())])
+
+    @staticmethod
+    def usable(models: list[Model]) -> list[Model]:
+        caller = current_caller()
+        return models if caller is None else [m for m in models if caller.may_use_model(m.identifier)]
 
     async def list_models(self) -> list[Model]:
-        return self.list()
+        """The models the current caller's key may use (all of them with access control off)."""
+        return self.usable(self.list())
+
+    async def get_usable(self, identifier: str) -> Model:
+        """A model as its route shows it: one outside the caller's key is not found, as in the list."""
+        model = await self.get(identifier)
+        if not self.usable([model]):
+            raise self.not_found(identifier)
+        return model
 
     async def get_model(self, identifier: str) -> Model | None:
         return await self.find(identifier)
@@ -200,6 +217,14 @@ class ShieldsTable(RoutingTable[Shield]):
 
 
 class MemoryBanksTable(RoutingTable[MemoryBank]):
+    """Banks registered through the API record the key that registered them (ownership.py): every
+    other key gets MemoryBankNotFound for the bank and its documents, an admin key sees all.
+
+    The owner lives under a key of its own ("" for a shared bank), written before the bank and
+    overwritten only by the next registration of that id, so no replica reads a bank without its
+    owner. It is read from the store on each check, not cached: a bank re-registered by another
+    key on another replica changes hands everywhere at once."""
+
     kind, hook, unhook = "memory_bank", "register_memory_bank", "unregister_memory_bank"
 
     def __init__(self, providers: Mapping[str, Any], store: KVStore, models: ModelsTable) -> None:
@@ -209,8 +234,45 @@ class MemoryBanksTable(RoutingTable[MemoryBank]):
     def not_found(self, identifier: str) -> NotFound:
         return MemoryBankNotFound(identifier)
 
+    @staticmethod
+    def owner_key(identifier: str) -> str:
+        return f"owner:memory_bank:{identifier}"
+
+    async def owner_of(self, identifier: str) -> str | None:
+        return await self.store.get(self.owner_key(identifier)) or None
+
+    async def _visible_to_caller(self, identifier: str) -> bool:
+        caller = current_caller()
+        if caller is None or caller.admin:
+            return True  # no store read when nothing could be hidden
+        return may_see(await self.owner_of(identifier))
+
+    async def get(self, identifier: str) -> MemoryBank:
+        bank = await super().get(identifier)
+        if not await self._visible_to_caller(identifier):
+            raise self.not_found(identifier)
+        return bank
+
     async def list_memory_banks(self) -> list[MemoryBank]:
-        return self.list()
+        return [bank for bank in self.list() if await self._visible_to_caller(bank.identifier)]
+
+    async def _claim(self, identifier: str) -> None:
+        """Record the registering key as the owner of a new bank. Re-registering an existing bank
+        keeps its owner; a key may not take over another key's bank (its id is taken: 409) nor
+        redefine a shared one (403), unless it is an admin key."""
+        caller = current_caller()
+        try:
+            await super().get(identifier)
+        except NotFound:
+            await self.store.set(self.owner_key(identifier), owner_of_new_resource() or "")
+            return
+        if caller is None or caller.admin:
+            return
+        owner = await self.owner_of(identifier)
+        if owner is None:
+            raise Forbidden(f"memory bank '{identifier}' is shared; only an admin key may re-register it")
+        if owner != caller.name:
+            raise Conflict(f"memory bank id '{identifier}' is taken; choose another memory_bank_id")
 
     async def get_memory_bank(self, memory_bank_id: str) -> MemoryBank | None:
         return await self.find(memory_bank_id)
@@ -224,8 +286,10 @@ class MemoryBanksTable(RoutingTable[MemoryBank]):
             **request.params.model_dump(),
         }
         if isinstance(request.params, VectorMemoryBankParams):
+            require_model(request.params.embedding_model)
             fields["embedding_dimension"] = await self.embedding_dimension(request.params.embedding_model)
         bank: MemoryBank = self.adapter.validate_python(fields)
+        await self._claim(request.memory_bank_id)
         return await self.add(bank)
 
     async def embedding_dimension(self, model_id: str) -> int:
@@ -238,4 +302,8 @@ class MemoryBanksTable(RoutingTable[MemoryBank]):
         return dimension
 
     async def unregister_memory_bank(self, memory_bank_id: str) -> None:
+        await self.get(memory_bank_id)  # another key's bank is not found
+        caller = current_caller()
+        if caller is not None and not caller.admin and await self.owner_of(memory_bank_id) is None:
+            raise Forbidden(f"memory bank '{memory_bank_id}' is shared; only an admin key may unregister it")
         await self.remove(memory_bank_id)

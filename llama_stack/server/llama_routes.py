@@ -111,7 +111,7 @@ def llama_router(stack: Stack) -> APIRouter:
 
     @router.get("/models/get")
     async def models_get(identifier: str = Query(min_length=1)) -> Response:
-        return json_response(await stack.models.get(identifier))
+        return json_response(await stack.models.get_usable(identifier))
 
     @router.post("/models/register")
     async def models_register(request: RegisterModelRequest) -> Response:

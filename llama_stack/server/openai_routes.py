@@ -79,7 +79,7 @@ def openai_router(stack: Stack) -> APIRouter:
 
     @router.get("/models/{model_id:path}")
     async def get_model(model_id: str) -> Response:
-        model = await stack.models.get(model_id)
+        model = await stack.models.get_usable(model_id)
         return json_response({"id": model.identifier, "object": "model", "created": 0, "owned_by": model.provider_id})
 
     @router.post("/chat/completions")
