@@ -11,21 +11,17 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
 from llama_stack.apis.inspect import RouteInfo
-from llama_stack.distribution.files import KVFiles
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import RunConfig
-from llama_stack.distribution.vector_stores import BankVectorStores
 from llama_stack.server.auth import AccessControl, KeyRing, scope_routers
 from llama_stack.server.errors import EXCEPTION_HANDLERS
 from llama_stack.server.llama_routes import llama_router
 from llama_stack.server.metrics import HttpMetrics, Metrics
 from llama_stack.server.middleware import ProviderData, RequestBodyGuard
 from llama_stack.server.observability import Meter, RequestIds, meter_inference, use_json_logs
-from llama_stack.server.openai_files import files_router
-from llama_stack.server.openai_moderations import Moderations, moderations_router
 from llama_stack.server.openai_routes import openai_router
-from llama_stack.server.openai_vector_stores import vector_stores_router
+from llama_stack.server.openai_surface import openai_surface
 from llama_stack.server.params import json_response
 from llama_stack.server.quotas import Quotas
 from llama_stack.server.tracing import TraceRequests, Tracing
@@ -63,11 +59,6 @@ def route_listing(routes: list[BaseRoute], stack: Stack) -> dict[str, list[Route
     return listing
 
 
-def moderations_of(stack: Stack) -> Moderations:
-    safety_types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.safety}
-    return Moderations(stack.routers.get(Api.safety), stack.shields, safety_types)
-
-
 def create_app(stack: Stack) -> FastAPI:
     """An app over an already built stack; its lifespan stops the stack when the server stops."""
     ops = Operations(stack)
@@ -85,13 +76,8 @@ def create_app(stack: Stack) -> FastAPI:
     alpha = llama_router(stack)
     app.include_router(alpha)
     app.include_router(openai_router(stack))
-    files = KVFiles(stack.store)
-    app.include_router(files_router(files))
-    memory = stack.routers.get(Api.memory)
-    if memory is not None:
-        stores = BankVectorStores(stack.store, stack.memory_banks, memory, files, stack.models)
-        app.include_router(vector_stores_router(stores))
-    app.include_router(moderations_router(moderations_of(stack)))
+    for router in openai_surface(stack):
+        app.include_router(router)
     routes = route_listing(alpha.routes, stack)
 
     @app.get("/alpha/routes/list")

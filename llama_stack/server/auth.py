@@ -67,6 +67,8 @@ _V1_APIS = {
     "files": Api.memory,
     "vector_stores": Api.memory,
     "moderations": Api.safety,
+    "responses": Api.agents,
+    "conversations": Api.agents,
 }
 # Requests to these APIs may spend tokens (directly, or through agents and shields).
 TOKEN_APIS = frozenset({Api.inference, Api.agents, Api.safety, Api.memory})
