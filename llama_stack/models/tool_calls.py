@@ -165,8 +165,8 @@ def parse_assistant_output(
 
 
 class ToolCallStreamParser:
-    """Splits a stream of text deltas into text and tool-call deltas, agreeing exactly with
-    `parse_assistant_output` on the whole text.
+    """Splits a stream of text deltas into text and tool-call deltas as they are generated,
+    agreeing with `parse_assistant_output` on the whole text (content and calls).
 
     Usage::
 
@@ -174,22 +174,27 @@ class ToolCallStreamParser:
         for delta in text_deltas:
             for item in parser.feed(delta):   # str: text to send now; ToolCallDelta: a tool event
                 send(item)
-        for item in parser.finish():          # flushes held text, then the tool-call events
+        for item in parser.finish():          # flushes held text, then the call's outcome
             send(item)
         parser.tool_calls                     # the parsed calls, once finished
 
     `feed` yields text straight away, except a tail that might be the start of a marker
-    (``<|pyth``...), held until the next delta decides. From a tool-call start on, text is
-    buffered, and `finish` emits: ToolCallDelta(started, ""), ToolCallDelta(in_progress, raw
-    text), then one ToolCallDelta(success, ToolCall) per call; or, when the region does not parse,
-    ToolCallDelta(failure, raw text) after an explicit marker (``<|python_tag|>``,
-    ``<function=``), or the raw text as plain text after a mere leading ``{`` / ``[`` (then it
-    was an ordinary answer that happened to start that way).
+    (``<|pyth``...), held until the next delta decides. Once a tool call starts it streams:
+    ToolCallDelta(started, ""), then ToolCallDelta(in_progress, raw text) for each piece of the
+    call as it arrives; `finish` then emits one ToolCallDelta(success, ToolCall) per parsed call,
+    or ToolCallDelta(failure, raw text) when the call does not parse (its text then stays the
+    message content, as in `parse_assistant_output`).
+
+    An explicit marker (``<|python_tag|>``, ``<function=``) starts a call at once. An answer that
+    opens with ``{`` or ``[`` is held only until its first characters decide: a JSON object whose
+    first key is "type" or "name" (alone or in a list) or a list opening with a call
+    (``[get_weather(``) is a tool call; anything else (``{"answer": 42}``, ``[1, 2]``) is text.
     """
 
     def __init__(self) -> None:
         self._pending = ""  # text not yet emitted: a possible marker prefix, or leading whitespace
-        self._region: str | None = None  # the buffered tool-call region once one started
+        self._region: str | None = None  # the tool-call region once one started
+        self._undecided = False  # the region opens with { or [ and may still turn out to be text
         self._at_start = True  # no visible text emitted yet
         self.content = ""  # the text emitted so far (the message content)
         self.tool_calls: list[ToolCall] = []
@@ -197,7 +202,7 @@ class ToolCallStreamParser:
     def feed(self, delta: str) -> list[str | ToolCallDelta]:
         if self._region is not None:
             self._region += delta
-            return []
+            return self._advance(delta)
         text = self._pending + delta
         self._pending = ""
         if self._at_start:
@@ -206,14 +211,19 @@ class ToolCallStreamParser:
                 self._pending = text
                 return []
             if stripped[0] in "{[":
-                self._region = text
-                return []
+                self._region, self._undecided = text, True
+                return self._advance(text)
+        return self._plain(text)
+
+    def _plain(self, text: str) -> list[str | ToolCallDelta]:
+        """Text outside a tool call: emitted, up to a marker (which opens one) or a possible start of one."""
         start = _first_marker(text)
         if start is not None:
-            self._region = text[start:]
             prefix = text[:start]
             # Whitespace alone before a tool call is not content (as in parse_assistant_output).
-            return [] if self._at_start and not prefix.strip() else self._emit(prefix)
+            events = [] if self._at_start and not prefix.strip() else self._emit(prefix)
+            self._region = text[start:]
+            return events + self._open(self._region)
         keep = _marker_prefix_len(text)
         self._pending = text[len(text) - keep :]
         return self._emit(text[: len(text) - keep])
@@ -223,22 +233,38 @@ class ToolCallStreamParser:
             text, self._pending = self._pending, ""
             return self._emit(text)
         region = self._region
-        calls = parse_tool_calls(region)
+        if self._undecided:  # ended before its first characters decided: parse the whole of it
+            calls = parse_tool_calls(region)
+            if not calls:
+                return self._emit(region)
+            events = self._open(region)
+        else:
+            calls = parse_tool_calls(region)
+            events = []
         if calls:
             self.tool_calls = calls
-            events: list[str | ToolCallDelta] = [
-                ToolCallDelta(content="", parse_status=ToolCallParseStatus.started),
-                ToolCallDelta(content=region, parse_status=ToolCallParseStatus.in_progress),
-            ]
-            events += [ToolCallDelta(content=call, parse_status=ToolCallParseStatus.success) for call in calls]
-            return events
-        if region.startswith(_MARKERS):
-            self.content += region
-            return [
-                ToolCallDelta(content="", parse_status=ToolCallParseStatus.started),
-                ToolCallDelta(content=region, parse_status=ToolCallParseStatus.failure),
-            ]
-        return self._emit(region)
+            return events + [ToolCallDelta(content=call, parse_status=ToolCallParseStatus.success) for call in calls]
+        self.content += region
+        return [*events, ToolCallDelta(content=region, parse_status=ToolCallParseStatus.failure)]
+
+    def _advance(self, delta: str) -> list[str | ToolCallDelta]:
+        """Events for a delta added to the region: in_progress once it is a call, or, while a
+        leading { / [ is undecided, nothing until its first characters settle it."""
+        if not self._undecided:
+            return [_in_progress(delta)] if delta else []
+        assert self._region is not None
+        verdict = opens_a_tool_call(self._region)
+        if verdict is None:
+            return []
+        self._undecided = False
+        if verdict:
+            return self._open(self._region)
+        region, self._region = self._region, None
+        return self._plain(region)  # ordinary text after all: a marker later on still opens a call
+
+    def _open(self, region: str) -> list[str | ToolCallDelta]:
+        events: list[str | ToolCallDelta] = [ToolCallDelta(content="", parse_status=ToolCallParseStatus.started)]
+        return events + ([_in_progress(region)] if region else [])
 
     def _emit(self, text: str) -> list[str | ToolCallDelta]:
         if not text:
@@ -247,6 +273,46 @@ class ToolCallStreamParser:
             self._at_start = False
         self.content += text
         return [text]
+
+
+def _in_progress(text: str) -> ToolCallDelta:
+    return ToolCallDelta(content=text, parse_status=ToolCallParseStatus.in_progress)
+
+
+_CALL_KEYS = ("type", "name")
+_IDENTIFIER = re.compile(r"[A-Za-z_][\w.]*")
+
+
+def opens_a_tool_call(text: str) -> bool | None:
+    """Whether an answer opening with { or [ is a tool call (json or python_list), judged from
+    its first characters; None while they do not decide yet."""
+    rest = text.lstrip()
+    if rest.startswith("{"):
+        return _object_opens_a_call(rest[1:])
+    rest = rest[1:].lstrip()
+    if not rest:
+        return None
+    if rest.startswith("{"):
+        return _object_opens_a_call(rest[1:])
+    name = _IDENTIFIER.match(rest)
+    if name is None:
+        return False
+    after = rest[name.end() :].lstrip()
+    if not after:
+        return None
+    return after.startswith("(")
+
+
+def _object_opens_a_call(rest: str) -> bool | None:
+    rest = rest.lstrip()
+    if not rest:
+        return None
+    if not rest.startswith('"'):
+        return False
+    key, closed, _ = rest[1:].partition('"')
+    if not closed:
+        return None if any(name.startswith(key) for name in _CALL_KEYS) else False
+    return key in _CALL_KEYS
 
 
 def _first_marker(text: str) -> int | None:

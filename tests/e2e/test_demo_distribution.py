@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,15 +21,12 @@ import httpx
 import pytest
 from llama_stack_client import LlamaStackClient
 
+from tests.providers.transformers_support import gguf_test_cache_dir
 from tests.servers import free_port
 
 LLAMA = str(Path(sys.executable).with_name("llama"))
 SMOL = "SmolLM2-135M-Instruct"
 README = Path(__file__).resolve().parents[2] / "README.md"
-# Shared by every test session on this machine: the first one dequantizes SmolLM2's GGUF file
-# (about a minute), later ones load the cache. Entries are keyed by the GGUF file's content and
-# written atomically, so sharing is safe.
-GGUF_CACHE = Path(tempfile.gettempdir()) / "llamastack-lite-tests-gguf-cache"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +35,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "SQLITE_STORE_DIR": str(state), "HF_HUB_OFFLINE": "1"}
     env.setdefault("LLAMA_TINY_MODEL_DIR", str(tmp_path_factory.getbasetemp() / "tiny-models"))
-    env.setdefault("LLAMA_GGUF_CACHE_DIR", str(GGUF_CACHE))
+    env.setdefault("LLAMA_GGUF_CACHE_DIR", str(gguf_test_cache_dir()))  # shared: converting takes a minute
     process = subprocess.Popen(
         [LLAMA, "stack", "run", "demo", "--port", str(port)],
         env=env,
@@ -108,7 +104,7 @@ def test_curl_style_requests(demo: str) -> None:
 def test_the_demo_model_answers_simple_questions(demo: str, question: str, expected: str) -> None:
     client = LlamaStackClient(base_url=demo, timeout=60)
     messages: Any = [{"role": "user", "content": question}]
-    params: Any = {"strategy": "greedy", "max_tokens": 48}
+    params: Any = {"strategy": "greedy", "max_tokens": 32}
     whole = client.inference.chat_completion(model_id=SMOL, messages=messages, sampling_params=params)
     assert expected in str(whole.completion_message.content)
     chunks = list(

@@ -294,12 +294,13 @@ def test_streamed_tool_calls_agree_with_the_parser_at_every_split(
         deltas = [e for e in events if isinstance(e, ToolCallDelta)]
         assert "".join(texts) == content, chunks
         statuses = [d.parse_status for d in deltas]
-        assert statuses == [ToolCallParseStatus.started, ToolCallParseStatus.in_progress] + [
+        progress = [d.content for d in deltas if d.parse_status == ToolCallParseStatus.in_progress]
+        assert statuses == [ToolCallParseStatus.started] + [ToolCallParseStatus.in_progress] * len(progress) + [
             ToolCallParseStatus.success
         ] * len(calls), chunks
-        raw = deltas[1].content
-        assert isinstance(raw, str) and raw.strip() == text[len(content) :].strip()
-        successes = [d.content for d in deltas[2:]]
+        raw = "".join(str(piece) for piece in progress)
+        assert raw.strip() == text[len(content) :].strip()
+        successes = [d.content for d in deltas[1 + len(progress) :]]
         assert [(c.tool_name, c.arguments) for c in successes if isinstance(c, ToolCall)] == calls
         assert [(c.tool_name, c.arguments) for c in parser.tool_calls] == calls
 
@@ -317,17 +318,41 @@ def test_plain_text_streams_as_text_at_every_split(text: str) -> None:
 def test_an_unparseable_tool_call_is_a_failure_delta_with_the_raw_text(text: str) -> None:
     for chunks in splits(text):
         events, _ = stream(chunks)
-        assert events == [
-            ToolCallDelta(content="", parse_status=ToolCallParseStatus.started),
-            ToolCallDelta(content=text, parse_status=ToolCallParseStatus.failure),
-        ], chunks
+        assert events[0] == ToolCallDelta(content="", parse_status=ToolCallParseStatus.started), chunks
+        assert events[-1] == ToolCallDelta(content=text, parse_status=ToolCallParseStatus.failure), chunks
+        progress = events[1:-1]
+        assert all(isinstance(e, ToolCallDelta) and e.parse_status == "in_progress" for e in progress), chunks
+        assert "".join(str(e.content) for e in progress if isinstance(e, ToolCallDelta)) == text, chunks
 
 
 def test_text_streams_before_a_tool_call_is_complete() -> None:
     parser = ToolCallStreamParser()
     assert parser.feed("The answer") == ["The answer"]
     assert parser.feed(" is <|pyth") == [" is "]  # the possible marker start is held back
-    assert parser.feed("on_tag|>brave_search.call(") == []
-    assert parser.feed('query="x")') == []
+    assert parser.feed("on_tag|>brave_search.call(") == [
+        ToolCallDelta(content="", parse_status=ToolCallParseStatus.started),
+        ToolCallDelta(content="<|python_tag|>brave_search.call(", parse_status=ToolCallParseStatus.in_progress),
+    ]  # the call streams as it is generated
+    assert parser.feed('query="x")') == [
+        ToolCallDelta(content='query="x")', parse_status=ToolCallParseStatus.in_progress)
+    ]
     events = parser.finish()
-    assert [e.parse_status for e in events if isinstance(e, ToolCallDelta)][-1] == ToolCallParseStatus.success
+    assert [e.parse_status for e in events if isinstance(e, ToolCallDelta)] == [ToolCallParseStatus.success]
+
+
+def test_an_answer_opening_with_a_brace_is_decided_by_its_first_characters() -> None:
+    """A JSON tool call streams from its first key on; a JSON answer that is no call streams as
+    text from its first key on: neither waits for the end of the generation."""
+    call = '{"type": "function", "name": "get_weather", "parameters": {"city": "Paris"}}'
+    parser = ToolCallStreamParser()
+    events = [event for char in call[:8] for event in parser.feed(char)]
+    assert events[0] == ToolCallDelta(content="", parse_status=ToolCallParseStatus.started)
+    assert "".join(str(e.content) for e in events[1:] if isinstance(e, ToolCallDelta)) == call[:8]
+
+    parser = ToolCallStreamParser()
+    assert [event for char in '{"ans' for event in parser.feed(char)] == ['{"a', "n", "s"]
+    assert parser.feed('wer": 42}') == ['wer": 42}']
+    assert parser.finish() == [] and parser.content == '{"answer": 42}'
+
+    parser = ToolCallStreamParser()
+    assert parser.feed("[1") == ["[1"]

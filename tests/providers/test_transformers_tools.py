@@ -113,7 +113,7 @@ async def test_a_tool_call_is_parsed_with_end_of_message(tool_provider: tuple[An
     assert uuid.UUID(message.tool_calls[0].call_id).version == 4
 
 
-async def test_a_streamed_tool_call_arrives_as_tool_call_deltas(tool_provider: tuple[Any, str]) -> None:
+async def test_a_streamed_tool_call_arrives_as_tool_call_deltas_while_generated(tool_provider: tuple[Any, str]) -> None:
     provider, model_id = tool_provider
     events = [chunk.event async for chunk in provider.chat_completion_stream(tool_chat(model_id))]
     assert events[0].event_type == ChatCompletionEventType.start
@@ -123,7 +123,15 @@ async def test_a_streamed_tool_call_arrives_as_tool_call_deltas(tool_provider: t
     assert all(isinstance(d, ToolCallDelta) for d in deltas), "no text before or around the call"
     tool_deltas = [d for d in deltas if isinstance(d, ToolCallDelta)]
     statuses = [d.parse_status for d in tool_deltas]
-    assert statuses == [ToolCallParseStatus.started, ToolCallParseStatus.in_progress, ToolCallParseStatus.success]
+    # The call streams as it is generated: one in_progress delta per token after the python tag.
+    pieces = [str(d.content) for d in tool_deltas if d.parse_status == ToolCallParseStatus.in_progress]
+    assert len(pieces) == 7
+    assert statuses == [
+        ToolCallParseStatus.started,
+        *[ToolCallParseStatus.in_progress] * 7,
+        ToolCallParseStatus.success,
+    ]
+    assert "".join(pieces) == '<|python_tag|>[get_weather(city="Paris")]'
     call = tool_deltas[-1].content
     assert isinstance(call, ToolCall) and (call.tool_name, call.arguments) == PARIS[0]
     assert events[-1].usage is not None and events[-1].usage.completion_tokens == 8  # python tag + call

@@ -53,3 +53,14 @@ def test_models_root() -> Path:
 
     configured = os.environ.get("LLAMA_STACK_TEST_MODELS")
     return Path(configured or "~/.cache/llama-stack-tests/tiny-models").expanduser()
+
+
+def gguf_test_cache_dir() -> Path:
+    """Where tests keep GGUF checkpoints dequantized (SmolLM2: about a minute to convert on a busy
+    CPU, a second to load afterwards): $LLAMA_STACK_TEST_GGUF_CACHE, else
+    ~/.cache/llama-stack-tests/gguf-cache. Entries are keyed by the GGUF file's content and
+    written atomically, so sessions share them safely."""
+    import os
+
+    configured = os.environ.get("LLAMA_STACK_TEST_GGUF_CACHE")
+    return Path(configured or "~/.cache/llama-stack-tests/gguf-cache").expanduser()
