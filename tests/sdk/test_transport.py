@@ -109,6 +109,44 @@ def test_retries_stop_at_max_retries_with_the_last_error() -> None:
     assert sleeps == [1.0, 1.0, 1.0] and len(server.requests) == 4
 
 
+def test_a_retry_after_beyond_the_cap_is_raised_at_once_instead_of_retried_early() -> None:
+    # Retrying before the server's time would be refused again and spend the quota once more.
+    server = Server(error(429, "rate_limited", "come back in an hour", **{"retry-after": "3600"}))
+    client, sleeps = make_client(server, max_retries=5)
+    with pytest.raises(RateLimitError, match="come back in an hour"):
+        client.models.list()
+    assert len(server.requests) == 1 and sleeps == []
+
+
+def test_the_retry_after_cap_is_configurable_and_kept_by_with_options() -> None:
+    later = email.utils.formatdate(NOW + 600, usegmt=True)
+    server = Server(
+        error(503, "unavailable", "maintenance", **{"retry-after": "3600"}),
+        error(503, "unavailable", "maintenance", **{"retry-after": later}),
+        httpx.Response(200, json=MODELS),
+    )
+    sleeps: list[float] = []
+    http = httpx.Client(transport=httpx.MockTransport(server))
+    patient = LlamaStackClient(
+        "http://stack", http_client=http, max_retry_after_s=7200, sleep=sleeps.append, clock=lambda: NOW
+    )
+    assert [m.identifier for m in patient.with_options(max_retries=3).models.list()] == ["m"]
+    assert sleeps == [3600.0, 600.0]
+
+
+def test_retry_after_in_milliseconds_negative_and_unreadable_values() -> None:
+    server = Server(
+        error(429, "rate_limited", "x", **{"retry-after-ms": "1500", "retry-after": "2"}),
+        error(429, "rate_limited", "x", **{"retry-after": "-4"}),
+        error(429, "rate_limited", "x", **{"retry-after": "nan"}),
+        httpx.Response(200, json=MODELS),
+    )
+    client, sleeps = make_client(server, max_retries=3)
+    client.models.list()
+    assert sleeps[:2] == [1.5, 0.0]
+    assert 1.5 <= sleeps[2] <= 2.0  # unreadable: the usual backoff before a third retry
+
+
 def test_client_errors_are_never_retried() -> None:
     for status in (400, 404, 413, 422):
         server = Server(error(status, "x", "no"), httpx.Response(200, json=MODELS))

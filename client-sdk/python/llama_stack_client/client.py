@@ -18,7 +18,7 @@ from .errors import APIConnectionError, APIStatusError, APITimeoutError, error_f
 from .resources.agents import Agents
 from .resources.inference import Inference
 from .resources.registries import Inspect, Memory, MemoryBanks, Models, Safety, Shields
-from .retries import RetryPolicy
+from .retries import MAX_RETRY_AFTER_S, RetryPolicy
 from .streaming import AsyncStream, Stream
 
 T = TypeVar("T")
@@ -33,7 +33,9 @@ class BaseClient(Generic[H]):
     """`base_url` defaults to $LLAMA_STACK_BASE_URL, then http://localhost:5000; `api_key` to
     $LLAMA_STACK_API_KEY (sent as a bearer token). `provider_data` (e.g. {"together_api_key": ...})
     goes to the providers in the X-LlamaStack-ProviderData header. `timeout` is in seconds or an
-    httpx.Timeout; a stream's read timeout is the longest wait between two chunks."""
+    httpx.Timeout; a stream's read timeout is the longest wait between two chunks. A server's
+    Retry-After is waited out up to `max_retry_after_s`; beyond it the call fails at once with the
+    server's error rather than retry early."""
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class BaseClient(Generic[H]):
         api_key: str | None,
         timeout: float | httpx.Timeout,
         max_retries: int,
+        max_retry_after_s: float,
         provider_data: Mapping[str, Any] | None,
         default_headers: Mapping[str, str] | None,
         clock: Callable[[], float],
@@ -54,7 +57,7 @@ class BaseClient(Generic[H]):
         self.max_retries = max_retries
         self.provider_data = dict(provider_data) if provider_data else None
         self.default_headers = dict(default_headers or {})
-        self.retry_policy = RetryPolicy(clock=clock)
+        self.retry_policy = RetryPolicy(clock=clock, max_retry_after_s=max_retry_after_s)
         self._http: H = http
         self._owns_http = owns_http
 
@@ -92,13 +95,15 @@ class BaseClient(Generic[H]):
         can_retry = retries_done < self.max_retries
         if error is not None:
             if can_retry and self.retry_policy.should_retry_error(request.method, error):
-                return self.retry_policy.delay(retries_done)
+                return self.retry_policy.backoff(retries_done)
             if isinstance(error, httpx.TimeoutException):
                 raise APITimeoutError(f"{request.method} {request.url.path} timed out", request=request) from error
             raise APIConnectionError(f"cannot reach {self.base_url}: {error}", request=request) from error
         assert response is not None
         if can_retry and self.retry_policy.should_retry_response(request.method, response):
-            return self.retry_policy.delay(retries_done, response)
+            wait = self.retry_policy.delay(retries_done, response)
+            if wait is not None:
+                return wait
         raise error_from_response(response)
 
     @staticmethod
@@ -121,6 +126,7 @@ class BaseClient(Generic[H]):
             "api_key": self.api_key,
             "timeout": timeout if timeout is not None else self.timeout,
             "max_retries": max_retries if max_retries is not None else self.max_retries,
+            "max_retry_after_s": self.retry_policy.max_retry_after_s,
             "default_headers": self.default_headers,
             "clock": self.retry_policy.clock,
         }
@@ -137,6 +143,7 @@ class LlamaStackClient(BaseClient[httpx.Client]):
         api_key: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 2,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
         provider_data: Mapping[str, Any] | None = None,
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.Client | None = None,
@@ -150,6 +157,7 @@ class LlamaStackClient(BaseClient[httpx.Client]):
             api_key=api_key,
             timeout=timeout,
             max_retries=max_retries,
+            max_retry_after_s=max_retry_after_s,
             provider_data=provider_data,
             default_headers=default_headers,
             clock=clock,
@@ -222,6 +230,7 @@ class AsyncLlamaStackClient(BaseClient[httpx.AsyncClient]):
         api_key: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = 2,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
         provider_data: Mapping[str, Any] | None = None,
         default_headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -235,6 +244,7 @@ class AsyncLlamaStackClient(BaseClient[httpx.AsyncClient]):
             api_key=api_key,
             timeout=timeout,
             max_retries=max_retries,
+            max_retry_after_s=max_retry_after_s,
             provider_data=provider_data,
             default_headers=default_headers,
             clock=clock,
