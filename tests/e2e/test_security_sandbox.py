@@ -64,15 +64,14 @@ def client(server: LiveServer, who: str) -> LlamaStackClient:
 def run_code(server: LiveServer, who: str, code: str) -> str:
     """What the code printed, as the tool answered it inside the turn."""
     api = client(server, who)
-    agent = api.agents.create(
-        agent_config={
-            "model": MODEL,
-            "instructions": "Run code.",
-            "tools": [{"type": "code_interpreter"}],
-            "enable_session_persistence": True,
-            "max_infer_iters": 3,
-        }
-    )
+    config: Any = {
+        "model": MODEL,
+        "instructions": "Run code.",
+        "tools": [{"type": "code_interpreter"}],
+        "enable_session_persistence": True,
+        "max_infer_iters": 3,
+    }
+    agent = api.agents.create(agent_config=config)
     session = api.agents.session.create(agent_id=agent.agent_id, session_name=who)
     turn = api.agents.turn.create(
         agent_id=agent.agent_id,
