@@ -5,11 +5,14 @@ judgement):
   `call <tool> about <query>` calls it with {"query": "<query>"}; several `call` clauses joined by
   ` and ` make parallel calls;
 - after a tool result it answers `Tool <name> said: <result>`;
+- a prompt starting with `slowly` is answered with its words again and again, one every 20 ms,
+  for 30 seconds (a long generation to cancel or disconnect from);
 - otherwise it answers `You said: <prompt>`, word by word.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -81,8 +84,13 @@ class ToolCaller:
         text, calls = self._plan(request)
         yield _chunk(ChatCompletionEventType.start, "")
         words = text.split(" ") if text else []
+        slow = text.startswith("You said: slowly")
+        if slow:
+            words = (words * 1500)[:1500]
         limit = request.sampling_params.max_tokens or len(words)
         for index, word in enumerate(words[:limit]):
+            if slow:
+                await asyncio.sleep(0.02)
             yield _chunk(ChatCompletionEventType.progress, word if index == 0 else " " + word)
         for call in calls:
             yield _chunk(

@@ -7,6 +7,7 @@ as refusals, conversations, storage, and two tenants. The model is a scripted to
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,34 @@ def test_another_tenant_cannot_see_or_continue_a_response(client: openai.OpenAI,
     with pytest.raises(openai.NotFoundError):
         other.responses.create(model="agent", input="x", conversation=conversation.id)
     assert client.responses.retrieve(mine.id).output_text == "You said: private"
+
+
+def test_a_response_in_progress_is_cancelled_from_another_request(client: openai.OpenAI) -> None:
+    events = client.responses.create(model="agent", input="slowly count sheep", stream=True)
+    started = time.monotonic()
+    response_id = ""
+    kinds: list[str] = []
+    for event in events:
+        kinds.append(event.type)
+        if event.type == "response.created":
+            response_id = event.response.id
+        if kinds.count("response.output_text.delta") == 5:
+            assert client.responses.retrieve(response_id).status == "in_progress"
+            assert client.responses.cancel(response_id).status == "cancelled"
+    assert time.monotonic() - started < 5  # the model would have gone on for 30 s
+    assert kinds[-1] == "response.incomplete"
+    stored = client.responses.retrieve(response_id)
+    assert stored.status == "cancelled" and stored.output[0].status == "incomplete"
+
+
+def test_web_search_tells_the_model_why_it_cannot_search(
+    client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TAVILY_SEARCH_API_KEY", "BRAVE_SEARCH_API_KEY", "BING_SEARCH_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    response = client.responses.create(
+        model="agent", input="call web_search about llamas", tools=[{"type": "web_search"}]
+    )
+    search, answer = response.output
+    assert search.type == "web_search_call" and search.status == "completed"
+    assert answer.type == "message" and "no API key" in response.output_text

@@ -45,6 +45,7 @@ from .tools import FileSearch, McpServer, ToolRun, WebSearch, function_spec, nee
 
 # A model that keeps calling server-side tools is stopped after this many rounds.
 MAX_MODEL_CALLS = 10
+CANCEL_POLL_S = 0.2
 Event = dict[str, Any]
 
 
@@ -101,6 +102,8 @@ class Turn:
         self.mcp: dict[str, McpServer] = {}  # tool name -> its server
         self.server_calls = 0
         self.handed_over = False
+        self.cancelled = False
+        self.next_cancel_check = 0.0
         self.called_tools = False
 
     # --- the response object ----------------------------------------------------------------
@@ -165,11 +168,11 @@ class Turn:
                     yield event
                 status, reason = "incomplete", "max_tool_rounds"
                 for _ in range(MAX_MODEL_CALLS):
-                    if await self.services.store.cancel_requested(self.id):
-                        status, reason = "cancelled", ""
-                        break
                     async for event in self._model_round():
                         yield event
+                    if self.cancelled:
+                        status, reason = "cancelled", "cancelled"
+                        break
                     if self.handed_over or not self.called_tools:
                         status, reason = "completed", ""
                         break
@@ -181,7 +184,8 @@ class Turn:
                 yield self.event("response.failed", response=self.snapshot("failed", error=failure))
                 return
         final = self.snapshot(status, incomplete=reason or None)
-        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(status, "response.failed")
+        # A cancelled response ends like an incomplete one: the SDKs know no other event for it.
+        kind = "response.completed" if status == "completed" else "response.incomplete"
         yield self.event(kind, response=final)
 
     async def _prepare_tools(self, exits: AsyncExitStack) -> AsyncIterator[Event]:
@@ -274,6 +278,8 @@ class Turn:
         held: str | None = None  # one text delta held back: it may be a shield's refusal
         try:
             async for chunk in stream:
+                if await self._cancel_requested():
+                    break
                 event = chunk.event
                 violation: SafetyViolation | None = getattr(chunk, "violation", None)
                 if violation is not None:
@@ -299,8 +305,10 @@ class Turn:
         if held is not None:
             for e in message.text(held):
                 yield e
-        for e in message.finish():
+        for e in message.finish("incomplete" if self.cancelled else "completed"):
             yield e
+        if self.cancelled:
+            return
         if not self.request.parallel_tool_calls:
             calls = calls[:1]
         self.called_tools = bool(calls)
@@ -309,6 +317,15 @@ class Turn:
                 yield e
             asks_approval = bool(self.output) and self.output[-1]["type"] == "mcp_approval_request"
             self.handed_over = self.handed_over or name in self.functions or asks_approval
+
+    async def _cancel_requested(self) -> bool:
+        """Whether POST /cancel (on any replica) asked to stop; the store is read at most every
+        CANCEL_POLL_S, so a stream pays for one read per interval, not per token."""
+        now = time.monotonic()
+        if not self.cancelled and now >= self.next_cancel_check:
+            self.next_cancel_check = now + CANCEL_POLL_S
+            self.cancelled = await self.services.store.cancel_requested(self.id)
+        return self.cancelled
 
     async def _call(self, name: str, arguments: str) -> AsyncIterator[Event]:
         if name in self.functions:
@@ -438,11 +455,11 @@ class _MessageBuilder:
         self.parts.append(part)
         return events
 
-    def finish(self) -> list[Event]:
+    def finish(self, status: str) -> list[Event]:
         if self.index is None:
             return []
         events = self._close_text()
-        item = {"type": "message", "id": self.id, "role": "assistant", "status": "completed", "content": self.parts}
+        item = {"type": "message", "id": self.id, "role": "assistant", "status": status, "content": self.parts}
         self.turn.output[self.index] = item
         self.turn.context.append(item)
         events.append(self.turn.event("response.output_item.done", output_index=self.index, item=item))
