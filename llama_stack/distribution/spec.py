@@ -6,14 +6,23 @@ one line a user can act on.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from llama_stack.apis.common import JsonValue
 from llama_stack.apis.memory_banks import BankParams
@@ -22,7 +31,14 @@ from llama_stack.distribution.outbound import OutboundConfig
 from llama_stack.distribution.provider import PROVIDER_APIS, Api
 from llama_stack.distribution.store.api import KVStoreConfig, SqliteKVStoreConfig
 
-ENV_REFERENCE = re.compile(r"\$\{env\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<default>[^}]*))?\}")
+# A default may itself be one reference, `${env.SAFETY_URL:${env.VLLM_URL:http://localhost:8000/v1}}`:
+# one setting then follows another unless set on its own.
+log = logging.getLogger(__name__)
+
+ENV_REFERENCE = re.compile(
+    r"\$\{env\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?::(?P<default>\$\{env\.[A-Za-z_][A-Za-z0-9_]*(?::[^}]*)?\}|[^}]*))?\}"
+)
 
 
 class ConfigError(Exception):
@@ -50,11 +66,20 @@ def expand_env(value: Any, env: Mapping[str, str], path: tuple[str | int, ...] =
         if name in env:
             return env[name]
         if default is not None:
-            return default
+            # Only the YAML's own default is expanded again, never a value from the environment.
+            return ENV_REFERENCE.sub(substitute, default) if ENV_REFERENCE.fullmatch(default) else default
         raise ConfigError(f"{key_path(path)}: environment variable {name} is not set and has no default")
 
     # Values stay strings: the pydantic models coerce "5000" to an int where a field wants one.
     return ENV_REFERENCE.sub(substitute, value)
+
+
+def _schema_version(value: object) -> object:
+    # Upstream Llama Stack writes `version: '2'`: the string and the number mean the same.
+    return 2 if value == "2" else value
+
+
+SchemaVersion = Annotated[Literal[2], BeforeValidator(_schema_version)]
 
 
 class StrictModel(BaseModel):
@@ -215,7 +240,7 @@ def default_metadata_store(image_name: str) -> SqliteKVStoreConfig:
 
 
 class RunConfig(StrictModel):
-    version: Literal[2] = 2
+    version: SchemaVersion = 2
     image_name: str = Field(min_length=1)
     apis: list[Api] = Field(default_factory=list)
     providers: dict[Api, list[ProviderConfig]]
@@ -239,7 +264,7 @@ class DistributionSpec(StrictModel):
 
 
 class BuildSpec(StrictModel):
-    version: Literal[2] = 2
+    version: SchemaVersion = 2
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     distribution_spec: DistributionSpec
     image_type: Literal["venv", "container"] = "venv"
@@ -265,9 +290,32 @@ def parse_yaml_file(path: Path) -> dict[str, Any]:
     return data
 
 
+# The resources a run.yaml registers, and the field naming each one.
+RESOURCE_IDS = {"models": "model_id", "shields": "shield_id", "memory_banks": "memory_bank_id"}
+
+
+def skip_switched_off(raw: dict[str, Any], expanded: dict[str, Any]) -> dict[str, Any]:
+    """Leave out each registered resource whose id is an env reference that expanded to nothing,
+    and say so: `shield_id: ${env.SAFETY_MODEL:Llama-Guard-3-1B}` lets SAFETY_MODEL= turn the
+    shield off. An id written empty in the YAML itself stays an error."""
+    kept = dict(expanded)
+    for section, id_field in RESOURCE_IDS.items():
+        entries, raw_entries = expanded.get(section), raw.get(section)
+        if not isinstance(entries, list) or not isinstance(raw_entries, list):
+            continue
+        kept[section] = []
+        for index, (entry, raw_entry) in enumerate(zip(entries, raw_entries, strict=True)):
+            written = raw_entry.get(id_field) if isinstance(raw_entry, dict) else None
+            if isinstance(entry, dict) and entry.get(id_field) == "" and ENV_REFERENCE.search(str(written or "")):
+                log.warning("%s[%d] is off: its %s %s expands to nothing", section, index, id_field, written)
+                continue
+            kept[section].append(entry)
+    return kept
+
+
 def parse_run_config(data: dict[str, Any], env: Mapping[str, str] | None = None) -> RunConfig:
     env = os.environ if env is None else env
-    expanded = expand_env(data, env)
+    expanded = skip_switched_off(data, expand_env(data, env))
     try:
         config = RunConfig.model_validate(expanded)
     except ValidationError as e:
