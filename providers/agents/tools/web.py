@@ -24,6 +24,7 @@ BRAVE_URL = "https://api.search.brave.com/res/v1/web/search"
 TAVILY_URL = "https://api.tavily.com/search"
 BING_URL = "https://api.bing.microsoft.com/v7.0/search"
 WOLFRAM_URL = "https://api.wolframalpha.com/v2/query"
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 class ToolFailure(Exception):
@@ -49,8 +50,15 @@ def _query(call: ToolCall) -> str:
 
 
 async def _fetch(http: httpx.AsyncClient, service: str, request: httpx.Request) -> Any:
+    """Send a request to a search service's fixed public URL. A redirect is not followed (the
+    service's answer must not lead the server elsewhere, e.g. to a metadata address), and the
+    body is read up to MAX_ANSWER_BYTES."""
     try:
-        response = await http.send(request)
+        response = await http.send(request, stream=True, follow_redirects=False)
+        try:
+            body = await _read_capped(response, service)
+        finally:
+            await response.aclose()
     except httpx.TimeoutException:
         raise ToolFailure(f"{service} did not answer in time") from None
     except httpx.TransportError as e:
@@ -59,12 +67,23 @@ async def _fetch(http: httpx.AsyncClient, service: str, request: httpx.Request) 
         raise ToolFailure(f"{service} refused the API key (HTTP {response.status_code})")
     if response.status_code == 429:
         raise ToolFailure(f"{service} rate-limited the request (HTTP 429)")
+    if response.is_redirect:
+        raise ToolFailure(f"{service} answered with a redirect (HTTP {response.status_code}), which is not followed")
     if response.status_code >= 400:
         raise ToolFailure(f"{service} failed with HTTP {response.status_code}")
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         raise ToolFailure(f"{service} answered with something that is not JSON") from None
+
+
+async def _read_capped(response: httpx.Response, service: str) -> bytes:
+    body = bytearray()
+    async for piece in response.aiter_bytes():
+        body += piece
+        if len(body) > MAX_ANSWER_BYTES:
+            raise ToolFailure(f"{service} answered with more than {MAX_ANSWER_BYTES} bytes")
+    return bytes(body)
 
 
 def _answer(payload: dict[str, Any]) -> ToolOutcome:

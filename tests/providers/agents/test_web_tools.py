@@ -19,7 +19,7 @@ from llama_stack.providers.agents.reference.agents import MetaReferenceAgents
 from llama_stack.providers.agents.reference.config import MetaReferenceAgentsConfig
 from llama_stack.providers.agents.reference.persistence import AgentStore
 from llama_stack.providers.agents.tools.config import WebToolsConfig
-from llama_stack.providers.agents.tools.web import WebSearchTool, WolframAlphaTool
+from llama_stack.providers.agents.tools.web import MAX_ANSWER_BYTES, WebSearchTool, WolframAlphaTool
 from tests.providers.agents.conftest import StackFactory
 from tests.providers.agents.fakes import call, final_turn, new_session, run_turn, user
 
@@ -142,6 +142,28 @@ async def test_failures_become_answers_the_model_can_relay(monkeypatch: pytest.M
 
     down = WebSearchTool(definition, WebToolsConfig(), httpx.AsyncClient(transport=httpx.MockTransport(unreachable)))
     assert "unreachable" in content_text((await down.run(search_call())).content)
+
+
+async def test_a_service_redirect_is_not_followed_and_answers_are_capped() -> None:
+    """A search service (or whoever answers for it) cannot lead the server to another address."""
+    seen: list[httpx.Request] = []
+
+    def redirecting(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "169.254.169.254":
+            return httpx.Response(200, json={"web": {"results": [{"title": "instance credentials"}]}})
+        return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+
+    # The agents provider's client follows redirects by default; the web tools do not.
+    http = httpx.AsyncClient(transport=httpx.MockTransport(redirecting), follow_redirects=True)
+    tool = WebSearchTool(SearchToolDefinition(api_key="k"), WebToolsConfig(), http)
+    answer = content_text((await tool.run(search_call())).content)
+    assert "redirect (HTTP 302), which is not followed" in answer and "credentials" not in answer
+    assert [r.url.host for r in seen] == ["api.search.brave.com"]
+
+    huge = {"web": {"results": [{"title": "x" * (MAX_ANSWER_BYTES + 1)}]}}
+    flooded = WebSearchTool(SearchToolDefinition(api_key="k"), WebToolsConfig(), recording(huge, []))
+    assert f"more than {MAX_ANSWER_BYTES} bytes" in content_text((await flooded.run(search_call())).content)
 
 
 async def test_an_agent_searches_the_web_between_two_inference_steps(agent_stack: StackFactory, tmp_path: Path) -> None:
