@@ -7,8 +7,10 @@ only mechanics (Llama 3 prompts, streaming, completion), never text.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,14 +28,26 @@ from tests.servers import free_port
 
 LLAMA = str(Path(sys.executable).with_name("llama"))
 SMOL = "SmolLM2-135M-Instruct"
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+
+
+def semgrep_core() -> str:
+    """The semgrep-core the demo's CodeShield runs: on PATH (scripts/test.sh puts it there), or
+    in the venv scripts/install-codeshield.sh makes."""
+    found = shutil.which("semgrep-core") or next(
+        (str(path) for path in REPO.glob(".venv-semgrep/lib/python3*/site-packages/semgrep/bin/semgrep-core")), None
+    )
+    if found is None or importlib.util.find_spec("codeshield") is None:
+        pytest.skip("the demo's shield needs codeshield and semgrep-core: bash scripts/install-codeshield.sh")
+    return found
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = {**os.environ, "SQLITE_STORE_DIR": str(state), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "SQLITE_STORE_DIR": str(state), "HF_HUB_OFFLINE": "1", "SEMGREP_CORE_PATH": semgrep_core()}
     env.setdefault("LLAMA_TINY_MODEL_DIR", str(tmp_path_factory.getbasetemp() / "tiny-models"))
     env.setdefault("LLAMA_GGUF_CACHE_DIR", str(gguf_test_cache_dir()))  # shared: converting takes a minute
     process = subprocess.Popen(
@@ -238,3 +252,20 @@ def test_the_readme_examples_print_real_answers(demo: str) -> None:
         printed.append(result.stdout)
     assert printed[0] == "The capital of France is Paris."
     assert "Zorblat" in printed[1]
+
+
+def test_the_demo_shield_flags_insecure_code(demo: str) -> None:
+    """No guard weights ship with the demo: its shield is CodeShield, running real semgrep rules."""
+    client = LlamaStackClient(base_url=demo, timeout=60)
+    assert [shield.identifier for shield in client.shields.list()] == ["code_scanner"]
+    insecure = (
+        "```python\nimport hashlib\n\ndef digest(password):\n    return hashlib.md5(password.encode()).hexdigest()\n```"
+    )
+    flagged = client.safety.run_shield(
+        shield_id="code_scanner", messages=[{"role": "user", "content": insecure}], params={}
+    )
+    assert flagged.violation is not None and flagged.violation.violation_level == "error"
+    clean = client.safety.run_shield(
+        shield_id="code_scanner", messages=[{"role": "user", "content": "What is the capital of France?"}], params={}
+    )
+    assert clean.violation is None
