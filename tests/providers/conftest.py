@@ -45,10 +45,10 @@ def tiny_model_dir(tiny_model_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tool_model_dir() -> Path:
-    """The tiny Llama trained to call get_weather (llama_stack.models.tiny_tools), cached across
+    """The tiny Llama trained to call get_weather (tests/providers/tiny_tools.py), cached across
     sessions: training it takes tens of seconds on a busy CPU, loading it a blink."""
     _require("torch", "transformers")
-    from llama_stack.models.tiny_tools import ensure_tiny_tool_model
+    from tests.providers.tiny_tools import ensure_tiny_tool_model
     from tests.providers.transformers_support import test_models_root
 
     return ensure_tiny_tool_model(test_models_root())

@@ -1,6 +1,6 @@
 """inline::transformers with tools: definitions rendered into the prompt, the format checked
 against the model, and tool calls parsed and streamed end to end on a real model: the tiny
-Llama trained to answer with a get_weather call (llama_stack.models.tiny_tools)."""
+Llama trained to answer with a get_weather call (tests/providers/tiny_tools.py)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ running tiny real checkpoints on the CPU.
 
 `open_backend` serves the tiny random Llama 3 (text; logprobs; json_schema by constrained
 decoding). `open_tool_backend` serves the tiny Llama trained to answer every chat with a
-get_weather(city="Paris") call (llama_stack.models.tiny_tools), the one way a model this small
+get_weather(city="Paris") call (tests/providers/tiny_tools.py), the one way a model this small
 can show tool calling end to end. Images are covered by tests/providers/test_vision.py on the
 tiny Mllama, not claimed here.
 """
@@ -75,7 +75,7 @@ async def open_backend() -> AsyncIterator[InferenceBackend]:
 @asynccontextmanager
 async def open_tool_backend() -> AsyncIterator[InferenceBackend]:
     pytest.importorskip("torch", reason="needs the torch extra: pip install 'llamastack-lite[torch]'")
-    from llama_stack.models.tiny_tools import ensure_tiny_tool_model
+    from tests.providers.tiny_tools import ensure_tiny_tool_model
 
     tool_model = ensure_tiny_tool_model(test_models_root())
     async with _serving(str(tool_model), tool_model.parent, frozenset({TOOLS, LOGPROBS})) as backend:

@@ -1,4 +1,5 @@
-"""A tiny Llama 3 trained (overfit, in seconds on a CPU) to call a tool, cached on disk.
+"""A tiny Llama 3 trained (overfit, in seconds on a CPU) to call a tool, cached on disk; a test
+fixture, kept out of the wheel.
 
 Random weights never produce a tool call, so the tool-calling path of a provider could only be
 tested on strings. This model is a real checkpoint that behaves like a tool-calling assistant
