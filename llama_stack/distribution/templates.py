@@ -122,8 +122,13 @@ def env_references(run_yaml: Path) -> list[EnvReference]:
     """The environment variables a run.yaml reads, in the order they first appear (comments excluded)."""
     found: dict[str, EnvReference] = {}
     for path, text in _walk_strings(parse_yaml_file(run_yaml), ()):
+        key = key_path(path)
         for match in ENV_REFERENCE.finditer(text):
-            name = match.group("name")
-            if name not in found:
-                found[name] = EnvReference(name, match.group("default"), key_path(path))
+            name, default = match.group("name"), match.group("default")
+            inner = ENV_REFERENCE.fullmatch(default or "")
+            if inner is not None:
+                # A default that is another variable is shown as that variable: `$VLLM_URL`.
+                default = f"${inner.group('name')}"
+                found.setdefault(inner.group("name"), EnvReference(inner.group("name"), inner.group("default"), key))
+            found.setdefault(name, EnvReference(name, default, key))
     return list(found.values())
