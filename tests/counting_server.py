@@ -63,11 +63,17 @@ def _handler(server: CountingServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that stops reading (a size cap, a refused redirect) is expected here."""
+
+
 @contextmanager
 def counting_server(host: str = "127.0.0.1") -> Iterator[CountingServer]:
     state = CountingServer(url="")
-    httpd = ThreadingHTTPServer((host, 0), _handler(state))
-    httpd.daemon_threads = True
+    httpd = _QuietServer((host, 0), _handler(state))
     state.url = f"http://{host}:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

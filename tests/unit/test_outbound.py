@@ -6,8 +6,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from llama_stack.apis.errors import InvalidRequest, PayloadTooLarge, UpstreamTimeout
 from llama_stack.distribution.outbound import IPAddress, OutboundConfig, OutboundPolicy, URLRefused, fetch
@@ -165,3 +167,13 @@ def test_run_yaml_outbound_section() -> None:
     assert policy.address_refusal(ipaddress.ip_address("192.168.1.1")) == "a private address"
     with pytest.raises(ConfigError, match=r"server\.outbound\.allow.*neither a host name"):
         parse_run_config({**base, "server": {"outbound": {"allow": ["http://x/"]}}}, env={})
+
+
+def test_the_run_yaml_example_of_docs_security_md_loads() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    example = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    config = parse_run_config({"version": 2, "image_name": "t", "providers": {}, **example}, env={})
+    policy = OutboundPolicy.from_config(config.server.outbound)
+    assert policy.host_allowed("docs.corp.example") and policy.host_allowed("team.wiki.corp.example")
+    assert policy.address_refusal(ipaddress.ip_address("10.20.1.1")) is None
+    assert policy.address_refusal(ipaddress.ip_address("10.21.1.1")) == "a private address"
