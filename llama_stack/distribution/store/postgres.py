@@ -20,6 +20,9 @@ from .api import PURGE_EVERY, PostgresKVStoreConfig, key_prefix, prefix_upper_bo
 
 _CONNECT_TIMEOUT_S = 5
 _POOL_MAX_SIZE = 10
+# The longest a request waits for a connection: when Postgres is down the pool has none to give,
+# and a caller should get the store's 503 at once rather than after the pool's default 30 s.
+_CONNECTION_WAIT_S = 1.5
 
 
 def describe_dsn(dsn: str) -> str:
@@ -122,6 +125,7 @@ class PostgresKVStore:
             kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT_S},
             open=False,
             name=f"kvstore:{config.table_name}",
+            timeout=_CONNECTION_WAIT_S,
         )
         try:
             await pool.open(wait=True, timeout=_CONNECT_TIMEOUT_S * 2)

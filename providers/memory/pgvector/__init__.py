@@ -20,7 +20,9 @@ async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> MemoryE
     from ..common.engine import MemoryEngine
     from .store import PgVectorStore
 
-    store = await PgVectorStore.open(config.dsn, config.table_prefix, config.hnsw, config.pool_max_size)
+    store = await PgVectorStore.open(
+        config.dsn, config.table_prefix, config.hnsw, config.pool_max_size, config.connection_wait_s
+    )
     try:
         kv = await kvstore_from_config(config.resolved_kvstore())
     except BaseException:

@@ -18,6 +18,12 @@ class PgVectorMemoryConfig(MemoryProviderConfig):
     )
     hnsw: bool = Field(default=True, description="an HNSW index per bank for unfiltered queries; off: exact scans")
     pool_max_size: int = Field(default=10, ge=1)
+    connection_wait_s: float = Field(
+        default=1.5,
+        gt=0,
+        description="longest wait for a connection from the pool; past it (Postgres down, or every connection "
+        "busy) a request answers 503 at once instead of queueing",
+    )
 
     def resolved_kvstore(self) -> KVStoreConfig:
         if self.kvstore is not None:

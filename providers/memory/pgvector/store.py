@@ -5,6 +5,10 @@ order by cosine distance; with `hnsw` an HNSW index answers unfiltered queries (
 raised to at least k), while filtered queries scan exactly, so a selective filter never loses
 results to the approximate index. Filters are jsonb containment (`metadata @> {"key": value}`),
 which compares JSON values: 1 matches 1.0, true does not match 1.
+
+An outage (Postgres down or unreachable, a connection cut) is StoreUnavailable, 503, within the
+pool's `connection_wait_s`: a request never queues for the pool's default 30 s. The pool reconnects
+in the background, so the bank answers again once Postgres is back.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from llama_stack.apis.errors import InvalidRequest, ProviderError, UpstreamError
+from llama_stack.apis.errors import InvalidRequest, ProviderError, StackError, StoreUnavailable, UpstreamError
 from llama_stack.distribution.store.postgres import describe_dsn
 
 from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors
@@ -44,7 +48,9 @@ class PgVectorStore:
         self.tables: dict[str, sql.Identifier] = {}
 
     @classmethod
-    async def open(cls, dsn: str, prefix: str, hnsw: bool, pool_max_size: int) -> PgVectorStore:
+    async def open(
+        cls, dsn: str, prefix: str, hnsw: bool, pool_max_size: int, connection_wait_s: float = 1.5
+    ) -> PgVectorStore:
         address = describe_dsn(dsn)
         try:
             conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
@@ -71,6 +77,7 @@ class PgVectorStore:
             kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT_S},
             configure=register_vector_async,
             open=False,
+            timeout=connection_wait_s,
             name=f"pgvector:{prefix}",
         )
         try:
@@ -80,7 +87,10 @@ class PgVectorStore:
             raise ConnectionError(f"pgvector: cannot open a pool to {address}: {e}") from e
         return cls(pool, prefix, hnsw, address)
 
-    def _upstream(self, action: str, error: psycopg.Error) -> UpstreamError:
+    def _upstream(self, action: str, error: psycopg.Error | PoolTimeout) -> StackError:
+        if isinstance(error, psycopg.OperationalError | PoolTimeout):
+            reason = "no connection came free" if isinstance(error, PoolTimeout) else str(error).strip()
+            return StoreUnavailable(f"pgvector ({self.address}) is unavailable: {action} failed: {reason}; retry later")
         return UpstreamError(f"pgvector ({self.address}): {action} failed: {error}")
 
     def _table(self, bank_id: str) -> sql.Identifier:
@@ -107,7 +117,7 @@ class PgVectorStore:
                     )
                 if row is None:
                     await self._create(conn, bank_id, name, table, dimension)
-        except psycopg.Error as e:
+        except (psycopg.Error, PoolTimeout) as e:
             raise self._upstream(f"opening bank '{bank_id}'", e) from e
         self.tables[bank_id] = table
 
@@ -149,7 +159,7 @@ class PgVectorStore:
                 row = await cursor.fetchone()
                 if row is not None:
                     await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(row[0])))
-        except psycopg.Error as e:
+        except (psycopg.Error, PoolTimeout) as e:
             raise self._upstream(f"dropping bank '{bank_id}'", e) from e
 
     async def replace_documents(
@@ -168,7 +178,7 @@ class PgVectorStore:
                             (chunk.document_id, chunk.chunk_index, chunk.content, chunk.token_count,
                              Jsonb(chunk.metadata), vector)
                         )  # fmt: skip
-        except psycopg.Error as e:
+        except (psycopg.Error, PoolTimeout) as e:
             raise self._upstream(f"inserting into bank '{bank_id}'", e) from e
 
     async def search(self, bank_id: str, vector: Vectors, k: int, filters: Filters) -> list[ScoredChunk]:
@@ -187,7 +197,7 @@ class PgVectorStore:
                     await conn.execute("SET LOCAL enable_indexscan = off")
                 cursor = await conn.execute(query, [query_vector, *args, query_vector, k])
                 rows = await cursor.fetchall()
-        except psycopg.Error as e:
+        except (psycopg.Error, PoolTimeout) as e:
             raise self._upstream(f"querying bank '{bank_id}'", e) from e
         return [ScoredChunk(_chunk(row), float(row[6])) for row in rows]
 
@@ -197,7 +207,7 @@ class PgVectorStore:
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(_COLUMNS, table))
                 rows = await cursor.fetchall()
-        except psycopg.Error as e:
+        except (psycopg.Error, PoolTimeout) as e:
             raise self._upstream(f"reading bank '{bank_id}'", e) from e
         return [_chunk(row) for row in rows]
 
