@@ -50,8 +50,11 @@ class _Entry:
 
 
 class BM25Index:
-    def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
+    """`generation` is the bank's write count this index reflects (see keyword_indexes.py)."""
+
+    def __init__(self, k1: float = 1.5, b: float = 0.75, generation: int = 0) -> None:
         self.k1, self.b = k1, b
+        self.generation = generation
         self.entries: dict[tuple[str, int], _Entry] = {}
         self.postings: dict[str, set[tuple[str, int]]] = {}
         self.by_document: dict[str, list[tuple[str, int]]] = {}
@@ -71,6 +74,11 @@ class BM25Index:
             self.by_document.setdefault(chunk.document_id, []).append(chunk.key)
             for term in entry.frequencies:
                 self.postings.setdefault(term, set()).add(chunk.key)
+
+    def replace_documents(self, document_ids: Iterable[str], chunks: Iterable[StoredChunk]) -> None:
+        """What a write did to the bank: every chunk of `document_ids` gone, `chunks` in."""
+        self.remove_documents(document_ids)
+        self.add(chunks)
 
     def remove_documents(self, document_ids: Iterable[str]) -> None:
         for document_id in document_ids:

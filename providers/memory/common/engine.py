@@ -6,7 +6,8 @@ dimensions) before it writes anything, and the write itself is one atomic `repla
 so a failed insert leaves the bank as it was.
 
 Keyword search over a vector bank uses a BM25 index built from the bank's chunks on the first
-keyword or hybrid query, then kept up to date by this process's inserts.
+keyword or hybrid query, kept up to date by this process's writes and rebuilt when another
+process sharing the store wrote to the bank (keyword_indexes.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .bm25 import BM25Index
 from .chunking import check_chunking, chunk_text, count_tokens
 from .config import IngestionConfig
 from .documents import document_text
+from .keyword_indexes import KeywordIndexes
 from .kv_banks import KVBanks
 from .query import MAX_CHUNKS_LIMIT, QueryParams, apply_threshold, parse_query_params, reciprocal_rank_fusion
 from .types import ScoredChunk, StoredChunk, Vectors, VectorStore, normalise
@@ -60,7 +62,7 @@ class MemoryEngine:
         self.banks: dict[str, MemoryBank] = {}
         self.aliases: dict[str, str] = {}  # identifier -> provider_resource_id
         self.write_locks: dict[str, asyncio.Lock] = {}
-        self.vector_keyword: dict[str, BM25Index] = {}
+        self.vector_keyword = KeywordIndexes(kv, "vector")
 
     # --- banks --------------------------------------------------------------------------------
 
@@ -77,7 +79,7 @@ class MemoryEngine:
             raise NotImplementedYet(f"{bank.memory_bank_type} memory banks are not supported by this provider")
         self.banks[bank_id] = bank
         self.aliases[bank.identifier] = bank_id
-        self.vector_keyword.pop(bank_id, None)
+        self.vector_keyword.forget(bank_id)
         return bank
 
     async def unregister_memory_bank(self, bank_id: str) -> None:
@@ -85,9 +87,9 @@ class MemoryEngine:
         if resource_id in self.aliases.values():
             return  # another registered name still uses this bank's data
         bank = self.banks.pop(resource_id, None)
-        self.vector_keyword.pop(resource_id, None)
         if isinstance(bank, VectorMemoryBank):
             await self.vectors.drop_bank(resource_id)
+            await self.vector_keyword.dropped(resource_id)
         elif bank is not None:
             await self.kv.drop_bank(resource_id)
 
@@ -127,10 +129,9 @@ class MemoryEngine:
         # Only the write is serialised per bank: concurrent inserts embed in parallel.
         async with self._write_lock(bank):
             await self.vectors.replace_documents(bank.provider_resource_id, ids, chunks, vectors)
-            index = self.vector_keyword.get(bank.provider_resource_id)
-            if index is not None:
-                index.remove_documents(ids)
-                index.add(chunks)
+            await self.vector_keyword.wrote(
+                bank.provider_resource_id, lambda index: index.replace_documents(ids, chunks)
+            )
 
     async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
         bank = self._bank(request.bank_id)
@@ -139,9 +140,9 @@ class MemoryEngine:
         nothing = np.zeros((0, bank.embedding_dimension or 0), dtype=np.float32)
         async with self._write_lock(bank):
             await self.vectors.replace_documents(bank.provider_resource_id, request.document_ids, [], nothing)
-            index = self.vector_keyword.get(bank.provider_resource_id)
-            if index is not None:
-                index.remove_documents(request.document_ids)
+            await self.vector_keyword.wrote(
+                bank.provider_resource_id, lambda index: index.remove_documents(request.document_ids)
+            )
 
     def _write_lock(self, bank: MemoryBank) -> asyncio.Lock:
         return self.write_locks.setdefault(bank.provider_resource_id, asyncio.Lock())
@@ -222,7 +223,7 @@ class MemoryEngine:
         if isinstance(bank, KeywordMemoryBank):
             if params.mode not in (None, "keyword"):
                 raise InvalidRequest(f"keyword bank '{bank.identifier}' has no vectors; use mode 'keyword'")
-            return self.kv.keyword_search(bank_id, text, k, filters)
+            return await self.kv.keyword_search(bank_id, text, k, filters)
         if not isinstance(bank, VectorMemoryBank):
             raise NotImplementedYet(f"{bank.memory_bank_type} memory banks are not supported by this provider")
         mode = params.mode or "vector"
@@ -237,12 +238,4 @@ class MemoryEngine:
         return reciprocal_rank_fusion([by_vector, by_keyword])
 
     async def _vector_keyword_index(self, bank_id: str) -> BM25Index:
-        index = self.vector_keyword.get(bank_id)
-        if index is None:
-            async with self.write_locks.setdefault(bank_id, asyncio.Lock()):
-                index = self.vector_keyword.get(bank_id)
-                if index is None:
-                    index = BM25Index()
-                    index.add(await self.vectors.all_chunks(bank_id))
-                    self.vector_keyword[bank_id] = index
-        return index
+        return await self.vector_keyword.current(bank_id, lambda: self.vectors.all_chunks(bank_id))

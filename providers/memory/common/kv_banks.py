@@ -3,8 +3,8 @@
 Each document is one kvstore entry holding all its chunks, so replacing a document is a single
 write. A request that writes several documents restores the earlier values if a later write
 fails, so a failed insert leaves the bank as it was. Keyword banks keep a BM25 index in memory,
-loaded when the bank is opened; key-value banks answer a query whose text is a document_id with
-that document, read from the store.
+loaded on the first query and rebuilt when another process wrote to the bank (keyword_indexes.py);
+key-value banks answer a query whose text is a document_id with that document, read from the store.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import quote
 from llama_stack.apis.errors import ProviderError, StackError
 from llama_stack.distribution.store.api import KVStore
 
-from .bm25 import BM25Index
+from .keyword_indexes import KeywordIndexes
 from .types import Filters, ScoredChunk, StoredChunk, matches
 
 
@@ -50,25 +50,25 @@ def _decode(raw: str) -> list[StoredChunk]:
 class KVBanks:
     def __init__(self, store: KVStore) -> None:
         self.store = store
-        self.keyword_indexes: dict[str, BM25Index] = {}
+        self.keyword_indexes = KeywordIndexes(store, "keyword")
 
     async def open_keyword_bank(self, bank_id: str) -> None:
-        index = BM25Index()
-        for raw in await self._values(bank_id):
-            index.add(_decode(raw))
-        self.keyword_indexes[bank_id] = index
+        self.keyword_indexes.forget(bank_id)  # loaded from the store on the first query
 
     async def close_bank(self, bank_id: str) -> None:
-        self.keyword_indexes.pop(bank_id, None)
+        self.keyword_indexes.forget(bank_id)
 
     async def drop_bank(self, bank_id: str) -> None:
-        self.keyword_indexes.pop(bank_id, None)
         for key in await self.store.keys_with_prefix(_bank_prefix(bank_id)):
             await self.store.delete(key)
+        await self.keyword_indexes.dropped(bank_id)
 
     async def _values(self, bank_id: str) -> list[str]:
         prefix = _bank_prefix(bank_id)
         return await self.store.values_in_range(prefix, prefix + "\uffff")
+
+    async def _chunks(self, bank_id: str) -> list[StoredChunk]:
+        return [chunk for raw in await self._values(bank_id) for chunk in _decode(raw)]
 
     async def write(self, bank_id: str, documents: list[list[StoredChunk]]) -> None:
         """Store each document (its chunks, in order), replacing one with the same id."""
@@ -88,14 +88,13 @@ class KVBanks:
             if isinstance(e, StackError):
                 raise
             raise ProviderError(f"writing to the memory kvstore failed; nothing was stored ({e})") from e
-        index = self.keyword_indexes.get(bank_id)
-        if index is not None:
-            index.remove_documents(chunks[0].document_id for chunks in documents)
-            for chunks in documents:
-                index.add(chunks)
+        replaced = [chunks[0].document_id for chunks in documents]
+        written_chunks = [chunk for chunks in documents for chunk in chunks]
+        await self.keyword_indexes.wrote(bank_id, lambda index: index.replace_documents(replaced, written_chunks))
 
-    def keyword_search(self, bank_id: str, query: str, k: int, filters: Filters) -> list[ScoredChunk]:
-        return self.keyword_indexes[bank_id].search(query, k, filters)
+    async def keyword_search(self, bank_id: str, query: str, k: int, filters: Filters) -> list[ScoredChunk]:
+        index = await self.keyword_indexes.current(bank_id, lambda: self._chunks(bank_id))
+        return index.search(query, k, filters)
 
     async def lookup(self, bank_id: str, key: str, filters: Filters) -> list[ScoredChunk]:
         raw = await self.store.get(_document_key(bank_id, key))
