@@ -75,7 +75,7 @@ def counting_server(host: str = "127.0.0.1") -> Iterator[CountingServer]:
     state = CountingServer(url="")
     httpd = _QuietServer((host, 0), _handler(state))
     state.url = f"http://{host}:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state
