@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Protocol
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, JsonValue, field_validator
 
 from llama_stack.apis.common import (
     URL,
@@ -28,9 +28,29 @@ from llama_stack.apis.inference import ToolCallDelta
 from llama_stack.apis.memory_banks import MemoryBank
 
 
-class _ToolBase(WireModel):
+class _StrictWire(WireModel):
+    """An agent's definition keeps the fields a client sends that this server does not know, so
+    that creating the agent can refuse them by name (400) instead of dropping them unseen."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
+
+class RestAPIExecutionConfig(WireModel):
+    """v0.0.63's `remote_execution` of a tool: accepted on the wire, refused when an agent is created
+    (the server does not call arbitrary REST endpoints on a model's behalf)."""
+
+    url: URL
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    params: dict[str, JsonValue] | None = None
+    headers: dict[str, JsonValue] | None = None
+    body: dict[str, JsonValue] | None = None
+
+
+class _ToolBase(_StrictWire):
+    # Shields run around each call of this tool: input shields on the call, output shields on its result.
     input_shields: list[str] = Field(default_factory=list)
     output_shields: list[str] = Field(default_factory=list)
+    remote_execution: RestAPIExecutionConfig | None = None
 
 
 class SearchToolDefinition(_ToolBase):
@@ -50,6 +70,7 @@ class PhotogenToolDefinition(_ToolBase):
 
 class CodeInterpreterToolDefinition(_ToolBase):
     type: Literal["code_interpreter"] = "code_interpreter"
+    # False: the model may still call code_interpreter, but the app runs the code (a client call).
     enable_inline_code_execution: bool = True
 
 
@@ -60,18 +81,53 @@ class FunctionCallToolDefinition(_ToolBase):
     parameters: dict[str, ToolParamDefinition] = Field(default_factory=dict)
 
 
-class MemoryBankConfig(WireModel):
+class MemoryBankConfig(_StrictWire):
+    """One bank the memory tool retrieves from. `type` must be the bank's own type; `keys` (key-value
+    banks only) names the documents to fetch; `entities` (graph banks) has no provider here."""
+
     bank_id: str
     type: Literal["vector", "keyvalue", "keyword", "graph"] = "vector"
     keys: list[str] | None = None
     entities: list[str] | None = None
 
 
+class DefaultQueryGeneratorConfig(_StrictWire):
+    """The retrieval query is the text of the turn's input messages joined by `sep`."""
+
+    type: Literal["default"] = "default"
+    sep: str = " "
+
+
+class LLMQueryGeneratorConfig(_StrictWire):
+    """The retrieval query is `model`'s answer to `template` (Jinja, sandboxed) rendered with
+    `messages`: the session's conversation so far and the turn's input, as dicts."""
+
+    type: Literal["llm"] = "llm"
+    model: str = Field(min_length=1)
+    template: str = Field(min_length=1)
+
+
+class CustomQueryGeneratorConfig(_StrictWire):
+    """Named by v0.0.63 without a definition: accepted on the wire, refused when an agent is created."""
+
+    type: Literal["custom"] = "custom"
+
+
+QueryGeneratorConfig = Annotated[
+    DefaultQueryGeneratorConfig | LLMQueryGeneratorConfig | CustomQueryGeneratorConfig,
+    Field(discriminator="type"),
+]
+
+
 class MemoryToolDefinition(_ToolBase):
+    """Retrieval before inference (not a tool the model calls): input shields check the query,
+    output shields the retrieved context."""
+
     type: Literal["memory"] = "memory"
     memory_bank_configs: list[MemoryBankConfig] = Field(default_factory=list)
-    max_tokens_in_context: int = 4096
-    max_chunks: int = 10
+    query_generator_config: QueryGeneratorConfig = Field(default_factory=DefaultQueryGeneratorConfig)
+    max_tokens_in_context: int = Field(default=4096, ge=1)
+    max_chunks: int = Field(default=10, ge=1)
 
 
 AgentTool = Annotated[
@@ -85,9 +141,11 @@ AgentTool = Annotated[
 ]
 
 
-class AgentConfig(WireModel):
+class AgentConfig(_StrictWire):
     model: str = Field(min_length=1)
     instructions: str
+    # Sessions are always kept in the agents kvstore (so every replica serves them): `true` is
+    # what happens, and `false` asks for no less than that.
     enable_session_persistence: bool = False
     max_infer_iters: int = Field(default=10, ge=1)
     sampling_params: SamplingParams = Field(default_factory=SamplingParams)

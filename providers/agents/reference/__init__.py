@@ -45,7 +45,7 @@ provider_spec = ProviderSpec(
     description="Agents with sessions, shields, RAG over memory banks, client tools and builtin tools "
     "(code_interpreter in a bubblewrap sandbox, Brave/Tavily/Bing search, Wolfram Alpha); state in a kvstore",
     depends_on=(Api.inference, Api.models),
-    optional_depends_on=(Api.safety, Api.memory, Api.memory_banks),
+    optional_depends_on=(Api.safety, Api.shields, Api.memory, Api.memory_banks),
 )
 
 __all__ = ["MetaReferenceAgentsConfig", "get_provider_impl", "provider_spec"]

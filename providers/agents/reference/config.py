@@ -23,6 +23,12 @@ class MetaReferenceAgentsConfig(BaseModel):
     persistence_store: KVStoreConfig = Field(default_factory=default_store)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     web: WebToolsConfig = Field(default_factory=WebToolsConfig)
+    session_lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a session's turn lease is renewed every third of this; a replica that dies mid-turn "
+        "frees the session within twice this",
+    )
     session_bank_embedding_model: str | None = Field(
         default=None,
         description="embedding model of the session banks holding attached documents; default: the first registered",

@@ -4,6 +4,10 @@
     session:<agent_id>:<session_id>               name, start time, the session's memory bank
     turn:<agent_id>:<session_id>:<turn_id>        a finished Turn, steps included
     progress:<agent_id>:<session_id>:<turn_id>    the running turn's steps so far
+    turn-owner:<agent_id>:<session_id>:<turn_id>  the API key that ran the turn ("" when shared)
+
+Agents and sessions record the key that created them (`owner`, None when shared: created while
+access control is off).
 
 Turn ids are time-ordered (UUID version 7), so a session's turns read back in the order they
 started with one range query.
@@ -29,6 +33,7 @@ class AgentRecord(WireModel):
     agent_id: str
     agent_config: AgentConfig
     created_at: datetime
+    owner: str | None = None
 
 
 class SessionRecord(WireModel):
@@ -36,6 +41,7 @@ class SessionRecord(WireModel):
     session_name: str
     started_at: datetime
     memory_bank_id: str | None = None
+    owner: str | None = None
 
 
 class _TurnList(WireModel):
@@ -118,7 +124,7 @@ class AgentStore:
 
     async def delete_session(self, agent_id: str, session_id: str) -> None:
         await self.get_session(agent_id, session_id)
-        for kind in ("turn", "progress"):
+        for kind in ("turn", "progress", "turn-owner"):
             for key in await self.kv.keys_with_prefix(f"{kind}:{agent_id}:{session_id}:"):
                 await self.kv.delete(key)
         await self.kv.delete(f"session:{agent_id}:{session_id}")
@@ -130,11 +136,18 @@ class AgentStore:
         await self.kv.set(f"turn:{key}", turn.model_dump_json())
         await self.kv.delete(f"progress:{key}")
 
+    async def put_turn_owner(self, agent_id: str, session_id: str, turn_id: str, owner: str | None) -> None:
+        await self.kv.set(f"turn-owner:{agent_id}:{session_id}:{turn_id}", owner or "")
+
+    async def turn_owner(self, agent_id: str, session_id: str, turn_id: str) -> str | None:
+        return await self.kv.get(f"turn-owner:{agent_id}:{session_id}:{turn_id}") or None
+
     async def put_progress(self, agent_id: str, turn: Turn) -> None:
         await self.kv.set(f"progress:{agent_id}:{turn.session_id}:{turn.turn_id}", turn.model_dump_json())
 
     async def drop_progress(self, agent_id: str, session_id: str, turn_id: str) -> None:
         await self.kv.delete(f"progress:{agent_id}:{session_id}:{turn_id}")
+        await self.kv.delete(f"turn-owner:{agent_id}:{session_id}:{turn_id}")
 
     async def turns(self, agent_id: str, session_id: str) -> list[Turn]:
         """The finished turns of a session, oldest first."""

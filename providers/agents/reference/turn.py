@@ -7,11 +7,18 @@ answers with a new turn whose message has role ipython), when it runs out of tok
 inference steps (then the output's stop_reason is out_of_tokens, so the official Agent helper
 does not take a builtin call for its own), or when a shield reports an error-level violation
 (then the output is the violation's message).
+
+A tool's own shields run around each use of it (touchpoints "tool-input" and "tool-output"):
+input shields on the model's call before it runs or goes to the app, output shields on the
+result before the model sees it (for a client tool: on the app's `ipython` message when the
+next turn brings it). The memory tool's input shields check the retrieval query, its output
+shields the retrieved context.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -22,7 +29,9 @@ from llama_stack.apis.agents import (
     AgentConfig,
     Attachment,
     CreateTurnRequest,
+    DefaultQueryGeneratorConfig,
     InferenceStep,
+    MemoryBankConfig,
     MemoryRetrievalStep,
     ShieldCallStep,
     Step,
@@ -33,17 +42,21 @@ from llama_stack.apis.agents import (
 )
 from llama_stack.apis.common import (
     CompletionMessage,
+    InterleavedContent,
+    InterleavedContentItem,
     Message,
     SafetyViolation,
     StopReason,
+    TextContentItem,
     ToolCall,
     ToolResponse,
+    ToolResponseMessage,
     UserMessage,
 )
 from llama_stack.apis.errors import StackError
 from llama_stack.apis.inference import ChatCompletionRequest, ToolCallDelta, ToolCallParseStatus
 from llama_stack.apis.safety import RunShieldRequest
-from llama_stack.providers.agents.tools.memory import Retriever, rag_query
+from llama_stack.providers.agents.tools.memory import Retriever, generate_query
 from llama_stack.providers.agents.tools.toolbox import Toolbox, ToolOutcome
 
 from . import events
@@ -117,6 +130,14 @@ class TurnRunner:
         # mid-stream closes the model's stream behind it at once, not when it is collected.
         config = plan.config
         inputs: list[Message] = list(plan.request.messages)
+        for result in plan.request.messages:
+            if isinstance(result, ToolResponseMessage):  # a client tool's result, as the app sends it
+                shields = plan.toolbox.shields_of(result.tool_name).output
+                async with aclosing(self._tool_shields(plan, state, shields, [result], "output", result)) as phase:
+                    async for chunk in phase:
+                        yield chunk
+                if state.output is not None:
+                    return
         async with aclosing(self._shields(plan, state, config.input_shields, inputs, "user-input")) as phase:
             async for chunk in phase:
                 yield chunk
@@ -125,6 +146,8 @@ class TurnRunner:
         async with aclosing(self._retrieve(plan, state)) as phase:
             async for chunk in phase:
                 yield chunk
+        if state.output is not None:
+            return
         for iteration in range(1, config.max_infer_iters + 1):
             async with aclosing(self._infer(plan, state)) as phase:
                 async for chunk in phase:
@@ -134,16 +157,33 @@ class TurnRunner:
             if not message.tool_calls or message.stop_reason == StopReason.out_of_tokens:
                 state.output = message
                 break
-            if any(plan.toolbox.is_client_call(call) for call in message.tool_calls):
-                state.output = message
-                break
-            if iteration == config.max_infer_iters:
+            if iteration == config.max_infer_iters and not any(map(plan.toolbox.is_client_call, message.tool_calls)):
                 log.info("turn %s stopped after max_infer_iters=%d", state.turn.turn_id, iteration)
                 state.output = message.model_copy(update={"stop_reason": StopReason.out_of_tokens})
+                break
+            for tool_call in message.tool_calls:
+                shields = plan.toolbox.shields_of(tool_call.tool_name).input
+                async with aclosing(
+                    self._tool_shields(plan, state, shields, [_call_message(tool_call)], "input", tool_call)
+                ) as phase:
+                    async for chunk in phase:
+                        yield chunk
+                if state.output is not None:
+                    return
+            if any(plan.toolbox.is_client_call(call) for call in message.tool_calls):
+                state.output = message
                 break
             async with aclosing(self._run_tools(plan, state, message.tool_calls)) as phase:
                 async for chunk in phase:
                     yield chunk
+            for response in state.messages[-len(message.tool_calls) :]:
+                assert isinstance(response, ToolResponseMessage)
+                shields = plan.toolbox.shields_of(response.tool_name).output
+                async with aclosing(self._tool_shields(plan, state, shields, [response], "output", response)) as phase:
+                    async for chunk in phase:
+                        yield chunk
+                if state.output is not None:
+                    return
         assert state.output is not None
         answer = state.output
         checked: list[Message] = [*plan.request.messages, answer]
@@ -157,13 +197,31 @@ class TurnRunner:
         await self.store.put_progress(plan.agent_id, state.turn)
         return events.step_complete(step)
 
+    def _tool_shields(
+        self,
+        plan: TurnPlan,
+        state: _State,
+        shields: list[str],
+        messages: list[Message],
+        direction: str,
+        subject: ToolCall | ToolResponseMessage,
+    ) -> AsyncGenerator[TurnStreamChunk, None]:
+        metadata: dict[str, object] = {"tool_name": subject.tool_name, "call_id": subject.call_id}
+        return self._shields(plan, state, shields, messages, f"tool-{direction}", metadata)
+
     async def _shields(
-        self, plan: TurnPlan, state: _State, shields: list[str], messages: list[Message], touchpoint: str
+        self,
+        plan: TurnPlan,
+        state: _State,
+        shields: list[str],
+        messages: list[Message],
+        touchpoint: str,
+        metadata: dict[str, object] | None = None,
     ) -> AsyncGenerator[TurnStreamChunk, None]:
         if not shields:
             return
         step_id, started = random_id(), events.now()
-        yield events.step_start(StepType.shield_call, step_id, {"touchpoint": touchpoint})
+        yield events.step_start(StepType.shield_call, step_id, {"touchpoint": touchpoint, **(metadata or {})})
         violation: SafetyViolation | None = None
         for shield_id in shields:
             assert self.safety is not None  # checked when the agent was created
@@ -182,6 +240,17 @@ class TurnRunner:
         request, session, memory_tool = plan.request, plan.session, plan.toolbox.memory
         if not request.attachments and session.memory_bank_id is None and memory_tool is None:
             return
+        generator = memory_tool.query_generator_config if memory_tool else DefaultQueryGeneratorConfig()
+        query = await generate_query(generator, plan.history, request.messages, self.inference)
+        input_shields = memory_tool.input_shields if memory_tool else []
+        output_shields = memory_tool.output_shields if memory_tool else []
+        metadata: dict[str, object] = {"tool_name": "memory"}
+        query_message: list[Message] = [UserMessage(content=query)]
+        async with aclosing(self._shields(plan, state, input_shields, query_message, "tool-input", metadata)) as phase:
+            async for chunk in phase:
+                yield chunk
+        if state.output is not None:
+            return
         step_id, started = random_id(), events.now()
         yield events.step_start(StepType.memory_retrieval, step_id)
         if request.attachments:
@@ -189,23 +258,33 @@ class TurnRunner:
                 session.memory_bank_id = await self.retriever.create_session_bank(session.session_id)
                 await self.store.put_session(plan.agent_id, session)
             await self.retriever.insert_attachments(session.memory_bank_id, state.turn.turn_id, request.attachments)
-        bank_ids = [bank.bank_id for bank in memory_tool.memory_bank_configs] if memory_tool else []
+        banks = list(memory_tool.memory_bank_configs) if memory_tool else []
         if session.memory_bank_id is not None:
-            bank_ids.append(session.memory_bank_id)
+            banks.append(MemoryBankConfig(bank_id=session.memory_bank_id))
         max_chunks = memory_tool.max_chunks if memory_tool else DEFAULT_MAX_CHUNKS
         max_tokens = memory_tool.max_tokens_in_context if memory_tool else DEFAULT_MAX_CONTEXT_TOKENS
-        context = await self.retriever.retrieve(bank_ids, rag_query(request.messages), max_chunks, max_tokens)
+        context = await self.retriever.retrieve(banks, query, max_chunks, max_tokens)
         step = MemoryRetrievalStep(
             turn_id=state.turn.turn_id,
             step_id=step_id,
             started_at=started,
-            memory_bank_ids=bank_ids,
+            memory_bank_ids=[bank.bank_id for bank in banks],
             inserted_context=list(context) if context else "",
         )
+        yield await self._complete(plan, state, step)
+        if context:
+            retrieved: list[Message] = [UserMessage(content=list(context))]
+            async with aclosing(
+                self._shields(plan, state, output_shields, retrieved, "tool-output", metadata)
+            ) as phase:
+                async for chunk in phase:
+                    yield chunk
+            if state.output is not None:
+                return
         last = state.messages[-1]
         if context and isinstance(last, UserMessage):
-            state.messages[-1] = last.model_copy(update={"context": list(context)})
-        yield await self._complete(plan, state, step)
+            # The app's own context stays; the retrieved one comes after it.
+            state.messages[-1] = last.model_copy(update={"context": [*_items(last.context), *context]})
 
     async def _infer(self, plan: TurnPlan, state: _State) -> AsyncGenerator[TurnStreamChunk, None]:
         config, toolbox = plan.config, plan.toolbox
@@ -223,7 +302,7 @@ class TurnRunner:
         text: list[str] = []
         calls: list[ToolCall] = []
         stop_reason: StopReason | None = None
-        stream = await self.inference.chat_completion_stream(request)
+        stream = self.inference.chat_completion_stream(request)
         async with aclosing(stream):
             async for chunk in stream:
                 event = chunk.event
@@ -273,6 +352,21 @@ class TurnRunner:
             await self.store.drop_progress(plan.agent_id, turn.session_id, turn.turn_id)
         except Exception:  # the turn already failed or was abandoned; its record is best effort
             log.warning("could not remove the progress record of turn %s", turn.turn_id, exc_info=True)
+
+
+def _items(content: InterleavedContent | None) -> list[InterleavedContentItem]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextContentItem(text=content)]
+    return list(content) if isinstance(content, list) else [content]
+
+
+def _call_message(call: ToolCall) -> CompletionMessage:
+    """A tool call as a shield sees it: the call, with its name and arguments as the text, since
+    shields read a message's content."""
+    text = f"{call.tool_name}({json.dumps(call.arguments, ensure_ascii=False)})"
+    return CompletionMessage(content=text, stop_reason=StopReason.end_of_message, tool_calls=[call])
 
 
 async def _run_tool(toolbox: Toolbox, call: ToolCall) -> ToolOutcome:

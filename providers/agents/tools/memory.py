@@ -1,15 +1,25 @@
-"""The memory tool (RAG): before inference, the turn's input is the query to the agent's memory
-banks and to its session's bank, which holds the documents attached to the session's turns; the
-best chunks become the `context` of the last user message, in the v0.0.63 wording."""
+"""The memory tool (RAG): before inference, a query made from the turn (by the tool's
+`query_generator_config`) is sent to the agent's memory banks and to its session's bank, which
+holds the documents attached to the session's turns; the best chunks become the `context` of the
+last user message, in the v0.0.63 wording. A key-value bank with `keys` contributes the documents
+stored under those keys instead of answering the query."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
-from llama_stack.apis.agents import Attachment, TurnInputMessage
-from llama_stack.apis.common import TextContentItem, content_text
-from llama_stack.apis.errors import InvalidRequest
+from llama_stack.apis.agents import (
+    Attachment,
+    LLMQueryGeneratorConfig,
+    MemoryBankConfig,
+    QueryGeneratorConfig,
+    TurnInputMessage,
+)
+from llama_stack.apis.common import Message, SystemMessage, TextContentItem, UserMessage, content_text
+from llama_stack.apis.errors import InvalidRequest, UpstreamError
+from llama_stack.apis.inference import ChatCompletionRequest
 from llama_stack.apis.memory import InsertDocumentsRequest, Memory, MemoryBankDocument, QueryDocumentsRequest
 from llama_stack.apis.memory_banks import MemoryBanks, RegisterMemoryBankRequest, VectorMemoryBankParams
 from llama_stack.apis.models import Models, ModelType
@@ -24,8 +34,30 @@ def session_bank_id(session_id: str) -> str:
     return f"session-{session_id}"
 
 
-def rag_query(messages: Sequence[TurnInputMessage]) -> str:
-    return " ".join(content_text(message.content) for message in messages)
+def rag_query(messages: Sequence[TurnInputMessage], sep: str = " ") -> str:
+    """The `default` generator: the text of the turn's input messages joined by `sep`."""
+    return sep.join(content_text(message.content) for message in messages)
+
+
+async def generate_query(
+    config: QueryGeneratorConfig,
+    history: Sequence[Message],
+    inputs: Sequence[TurnInputMessage],
+    inference: Any,
+) -> str:
+    """The retrieval query of a turn, made as the memory tool's generator says."""
+    if not isinstance(config, LLMQueryGeneratorConfig):
+        return rag_query(inputs, getattr(config, "sep", " "))
+    from .query_template import render
+
+    conversation = [m for m in [*history, *inputs] if not isinstance(m, SystemMessage)]
+    prompt = render(config.template, [m.model_dump(mode="json", exclude_none=True) for m in conversation])
+    request = ChatCompletionRequest(model_id=config.model, messages=[UserMessage(content=prompt)])
+    response = await inference.chat_completion(request)
+    query = content_text(response.completion_message.content).strip()
+    if not query:
+        raise UpstreamError(f"the query generator model '{config.model}' answered an empty query")
+    return query
 
 
 class Retriever:
@@ -88,12 +120,16 @@ class Retriever:
         await memory.insert_documents(InsertDocumentsRequest(bank_id=bank_id, documents=documents))
 
     async def retrieve(
-        self, bank_ids: Sequence[str], query: str, max_chunks: int, max_tokens: int
+        self, banks: Sequence[MemoryBankConfig], query: str, max_chunks: int, max_tokens: int
     ) -> list[TextContentItem]:
         """The context to insert: the best chunks over all banks, within both budgets; [] if none."""
         memory, _ = self.require("the memory tool")
         params: dict[str, object] = {"max_chunks": max_chunks}
-        queries = [QueryDocumentsRequest(bank_id=bank, query=query, params=params) for bank in bank_ids]
+        queries = [
+            QueryDocumentsRequest(bank_id=bank.bank_id, query=text, params=params)
+            for bank in banks
+            for text in (bank.keys if bank.keys is not None else [query])
+        ]
         answers = await asyncio.gather(*(memory.query_documents(q) for q in queries))
         scored = [(s, chunk) for answer in answers for chunk, s in zip(answer.chunks, answer.scores, strict=False)]
         scored.sort(key=lambda pair: -pair[0])
