@@ -114,7 +114,7 @@ class FakeBedrockRuntime:
         body = json.loads(request.body or b"{}")
         self.calls.append((operation, body))
         try:
-            status, headers, raw = 200, {"content-type": "application/json"}, self._reply(operation, body)
+            status, headers, raw = 200, {"content-type": "application/json"}, self.reply(operation, body)
         except BadRequest as e:
             error = {"message": e.message}
             status, headers, raw = 400, {"x-amzn-errortype": "ValidationException"}, _Raw(json.dumps(error).encode())
@@ -122,7 +122,8 @@ class FakeBedrockRuntime:
             headers = {"content-type": "application/vnd.amazon.eventstream"}
         return AWSResponse(request.url, status, headers, raw)
 
-    def _reply(self, operation: str, body: dict[str, Any]) -> _Raw | EventStreamBody:
+    def reply(self, operation: str, body: dict[str, Any]) -> _Raw | EventStreamBody:
+        """The answer to one operation's request body (BadRequest where Bedrock answers 400)."""
         if operation in ("Converse", "ConverseStream"):
             reply = chat_reply(_openai_body(body))
             if operation == "Converse":

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.guard_replies import guard_verdict, is_guard_model
 from tests.fakes.ollama_model import FakeModel, count_tokens, embed, raw_reply, reply_text, split_tokens
 
 VERSION = "0.5.7"
@@ -228,7 +229,10 @@ class FakeOllama:
         if not prompt and not images:
             return JSONResponse({"model": model.name, "created_at": _now(), "response": "", "done": True,
                                  "done_reason": "load"})  # fmt: skip
-        if body.get("raw"):
+        verdict = guard_verdict(prompt) if is_guard_model(model.name) else None
+        if verdict is not None:  # a Llama Guard model judging a conversation (tests/fakes/guard_replies.py)
+            text = verdict
+        elif body.get("raw"):
             text, _ = raw_reply(prompt, body.get("format"))
         else:
             text, _ = reply_text("user", prompt, tool_format=None, images=len(images), fmt=body.get("format"))
@@ -254,6 +258,9 @@ class FakeOllama:
         if images and "vision" not in model.capabilities:
             return _error(500, f"{model.name} does not support images")
         last = messages[-1] if messages else {"role": "user", "content": ""}
+        verdict = guard_verdict(str(last.get("content") or "")) if is_guard_model(model.name) else None
+        if verdict is not None:
+            return self._answer(body, model, "message", split_tokens(verdict), count_tokens(verdict), tool_calls=None)
         offers_weather = any((t.get("function") or {}).get("name") == "get_weather" for t in tools)
         text, is_call = reply_text(
             str(last.get("role")), str(last.get("content") or ""), tool_format="json" if offers_weather else None,

@@ -11,8 +11,11 @@ import base64
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.fakes.guard_replies import guard_verdict, is_guard_model
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 WEATHER_QUESTION = "weather in paris"
@@ -126,6 +129,9 @@ def chat_reply(body: dict[str, Any]) -> Reply:
         last_text, last_role = text, role
 
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    verdict = guard_verdict(last_text) if is_guard_model(str(body.get("model"))) and last_role == "user" else None
+    if verdict is not None:  # a Llama Guard model judging a conversation (tests/fakes/guard_replies.py)
+        return Reply(tokens=re.findall(r"\s*\S+", verdict), finish_reason="stop", prompt_tokens=prompt_tokens)
     forced = _forced_tool(body.get("tool_choice"), tools)
     if forced or ("get_weather" in tools and last_role == "user" and WEATHER_QUESTION in last_text.lower()):
         name = forced or "get_weather"

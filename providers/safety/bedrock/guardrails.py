@@ -34,7 +34,8 @@ def guardrail_for(shield: Shield, default_version: str) -> Guardrail:
     unknown = sorted(set(shield.params) - set(VERSION_PARAMS))
     if unknown:
         raise InvalidRequest(
-            f"shield '{shield.identifier}': unknown params {', '.join(unknown)} (Bedrock Guardrails take guardrail_version)"
+            f"shield '{shield.identifier}': unknown params {', '.join(unknown)} "
+            "(a Bedrock Guardrail takes guardrail_version)"
         )
     version = next((shield.params[name] for name in VERSION_PARAMS if name in shield.params), default_version)
     if not isinstance(version, str | int) or not str(version).strip():
