@@ -194,6 +194,7 @@ class ScriptedSafety:
 class ScriptedMemory:
     def __init__(self) -> None:
         self.banks: dict[str, list[Chunk]] = {}
+        self.queries: list[QueryDocumentsRequest] = []
 
     async def register_memory_bank(self, bank: MemoryBank) -> None:
         self.banks.setdefault(bank.provider_resource_id, [])
@@ -210,6 +211,7 @@ class ScriptedMemory:
                 self.banks[request.bank_id].append(chunk)
 
     async def query_documents(self, request: QueryDocumentsRequest) -> QueryDocumentsResponse:
+        self.queries.append(request)
         words = set(_words(content_text(request.query)))
         limit = request.params.get("max_chunks", 5)
         scored = [(len(words & set(_words(content_text(c.content)))), c) for c in self.banks[request.bank_id]]
