@@ -167,6 +167,8 @@ class Sandbox:
     def describe(self, plan: SandboxPlan) -> str:
         c = self.config
         who = f"as uid {plan.run_as[0]}" if plan.run_as else f"as uid {os.getuid()}"
+        if plan.isolation == Isolation.bubblewrap and plan.run_as is None:
+            who = f"as uid {c.run_as_uid} (in a user namespace of uid {os.getuid()})"
         limits = (
             f"limits: {c.timeout_s:g} s wall clock, {c.cpu_time_s} s CPU, {c.memory_mb} MiB memory, "
             f"{c.max_processes} processes, {c.max_output_bytes} bytes of output"
