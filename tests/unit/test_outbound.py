@@ -54,6 +54,8 @@ def port_of(server: CountingServer) -> int:
         ("100.64.0.1", "100.64.0.1 is not a public address"),
         ("[::ffff:127.0.0.1]", "::ffff:7f00:1 is a loopback address"),
         ("[fe80::1]", "fe80::1 is a link-local address"),
+        ("[2002:7f00:1::]", "2002:7f00:1:: is a loopback address"),  # 6to4 around 127.0.0.1
+        ("[64:ff9b::a9fe:a9fe]", "64:ff9b::a9fe:a9fe is a reserved address"),  # NAT64 around 169.254.169.254
         ("2130706433", "2130706433 resolves to 127.0.0.1, a loopback address"),  # 127.0.0.1 as one number
     ],
 )
