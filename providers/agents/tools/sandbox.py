@@ -39,17 +39,14 @@ from typing import Any
 
 from llama_stack.apis.errors import ProviderError
 
-from . import sandbox_layout
 from .config import SandboxConfig
+from .sandbox_root import SANDBOX_SITE, Layout, root_binds
 
 log = logging.getLogger(__name__)
 
 _BOOT_SOURCE = Path(__file__).with_name("sandbox_boot.py").read_text()
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 _SANDBOX_TMP = "/tmp"
-_SANDBOX_SITE = "/opt/sandbox/site-packages"
-_LAYOUT_SCRIPT = str(Path(__file__).with_name("sandbox_layout.py"))
-_SYSTEM_LIBRARIES = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Modules the interpreter has not loaded before dropping root: they prove its library is readable.
 _PROBE = "import decimal, socket, sqlite3, email.parser; print('ok')"
@@ -58,40 +55,6 @@ _PROBE = "import decimal, socket, sqlite3, email.parser; print('ok')"
 class Isolation(StrEnum):
     bubblewrap = "bubblewrap"
     subprocess = "subprocess"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What the sandbox root holds for one interpreter (sandbox_layout.describe)."""
-
-    executable: str
-    stdlib: list[str]
-    libraries: list[str]
-    packages: dict[str, list[str]]  # distribution -> its top-level files and folders
-    missing: list[str]  # configured packages this interpreter does not have
-
-    @classmethod
-    def of(cls, python: str, packages: list[str]) -> Layout:
-        found: dict[str, Any]
-        if os.path.realpath(python) == os.path.realpath(sys.executable):
-            found = sandbox_layout.describe(packages)
-        else:
-            import subprocess
-
-            # The server's own user runs another interpreter's standard library: no sandbox needed.
-            done = subprocess.run(
-                [python, "-I", _LAYOUT_SCRIPT, *packages], capture_output=True, text=True, timeout=60, check=False
-            )
-            if done.returncode != 0:
-                raise ProviderError(f"cannot inspect {python}: {done.stderr.strip()[-500:]}")
-            found = json.loads(done.stdout)
-        return cls(
-            executable=str(found["executable"]),
-            stdlib=list(found["stdlib"]),
-            libraries=list(found["libraries"]),
-            packages={str(name): list(paths) for name, paths in found["packages"].items()},
-            missing=list(found["missing"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -262,7 +225,7 @@ class Sandbox:
 
     def _bwrap_command(self, plan: SandboxPlan) -> list[str]:
         assert plan.layout is not None
-        args = ["bwrap", *_root_binds(plan.layout), "--dev", "/dev", "--proc", "/proc"]
+        args = ["bwrap", *root_binds(plan.layout), "--dev", "/dev", "--proc", "/proc"]
         tmp_bytes = str(self.config.tmp_size_mb * 1024 * 1024)
         args += ["--size", tmp_bytes, "--perms", "1777", "--tmpfs", _SANDBOX_TMP]
         args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -306,7 +269,7 @@ class Sandbox:
             "workdir": workdir,
             "max_images": self.config.max_images,
             "max_image_bytes": self.config.max_image_bytes,
-            "site_packages": _SANDBOX_SITE if plan.layout is not None else None,
+            "site_packages": SANDBOX_SITE if plan.layout is not None else None,
         }
         if plan.layout is not None:
             # -S: no site-packages of the interpreter; the boot code adds the sandbox's own.
@@ -437,46 +400,3 @@ def _decode_images(raw: bytes, limit: int) -> list[bytes]:
         if image.startswith(_PNG_MAGIC):
             images.append(image)
     return images
-
-
-def _root_binds(layout: Layout) -> list[str]:
-    """bwrap arguments that fill the empty root with what the interpreter needs, read-only."""
-    args: list[str] = []
-    for folder in _SYSTEM_LIBRARIES:
-        if os.path.islink(folder):
-            args += ["--symlink", os.readlink(folder), folder]
-        elif os.path.isdir(folder):
-            args += ["--ro-bind", folder, folder]
-    for path in (layout.executable, *layout.libraries):
-        args += ["--ro-bind", path, path]
-    for folder in layout.stdlib:
-        args += ["--ro-bind", folder, folder]
-        for hidden in ("site-packages", "dist-packages"):  # what was installed there is not offered
-            inner = os.path.join(folder, hidden)
-            if os.path.isdir(inner):
-                args += ["--tmpfs", inner, "--remount-ro", inner]
-    placed: set[str] = set()
-    for paths in layout.packages.values():
-        for path in paths:
-            name = os.path.basename(path)
-            if name not in placed:
-                placed.add(name)
-                args += ["--ro-bind", path, f"{_SANDBOX_SITE}/{name}"]
-    if os.path.isfile("/etc/ld.so.cache"):  # where the loader finds shared libraries; no secrets
-        args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    return _open_parents(args) + args
-
-
-def _open_parents(args: list[str]) -> list[str]:
-    """Folders that lead to the bound paths, made 0755: bwrap would make them 0700, closed to the
-    sandbox user when the server is root."""
-    destinations = [args[i + 2] for i, arg in enumerate(args) if arg in ("--ro-bind", "--symlink")]
-    parents: list[str] = []
-    for destination in destinations:
-        for folder in map(str, reversed(Path(destination).parents)):
-            if folder != "/" and folder not in parents:
-                parents.append(folder)
-    made: list[str] = []
-    for parent in parents:
-        made += ["--perms", "0755", "--dir", parent]
-    return made
