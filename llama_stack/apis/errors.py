@@ -1,5 +1,5 @@
 """The one error vocabulary of the stack. Providers and routers raise these; the server alone maps
-them to status codes and to each face's error envelope (llama_stack/server/errors.py)."""
+them to status codes (STATUS below) and to each face's error envelope (llama_stack/server/errors.py)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,45 @@ class Unauthorized(StackError):
 
 class Forbidden(StackError):
     """The caller's API key is valid but does not cover what the request asks for."""
+
+
+# The statuses the vocabulary maps to, and the name each face's error envelope gives a status.
+# server/errors.py answers with them; the SDK reads an error event's type back into its status.
+STATUS: dict[type[StackError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    RateLimited: 429,
+    ProviderError: 500,
+    NotImplementedYet: 501,
+    StoreUnavailable: 503,
+    UpstreamError: 502,
+    UpstreamTimeout: 504,
+}
+
+ERROR_TYPE: dict[int, str] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    501: "not_implemented",
+    502: "upstream_error",
+    503: "unavailable",
+    504: "upstream_timeout",
+}
+
+
+def status_of(error: StackError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500

@@ -23,17 +23,19 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from llama_stack.apis.common import CompletionMessage, Message, SafetyViolation, StopReason
-from llama_stack.apis.errors import InvalidRequest, NotImplementedYet
+from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import (
     ChatCompletionEventType,
     ChatCompletionRequest,
     ChatCompletionResponse,
     ChatCompletionResponseEvent,
     ChatCompletionResponseStreamChunk,
+    Inference,
     ToolCallParseStatus,
 )
-from llama_stack.apis.safety import RunShieldRequest
+from llama_stack.apis.safety import RunShieldRequest, Safety
 from llama_stack.distribution.provider import Api
+from llama_stack.distribution.routers import relay
 
 if TYPE_CHECKING:
     from llama_stack.distribution.resolver import Stack
@@ -78,26 +80,21 @@ class GuardedStreamChunk(ChatCompletionResponseStreamChunk):
     violation: SafetyViolation | None = None
 
 
-async def guarded_chat(stack: Stack, inference: Any, guardrails: Guardrails | None) -> GuardedChat:
+async def guarded_chat(stack: Stack, inference: Inference, guardrails: Guardrails | None) -> GuardedChat:
     """Chat completion with the request's guardrails; with none it is the inference router as is.
     Every shield named is looked up first, so an unknown one is a 404 before any inference."""
-    safety = stack.routers.get(Api.safety) if guardrails is not None else None
+    safety = stack.routers[Api.safety] if guardrails is not None else None
     if guardrails is not None:
-        if safety is None:
-            raise NotImplementedYet(
-                f"guardrails need the safety API, which the '{stack.config.image_name}' distribution does not "
-                "serve: add a provider under providers.safety in its run.yaml"
-            )
         for shield_id in dict.fromkeys(guardrails.input + guardrails.output):
             await stack.shields.get(shield_id)
     return GuardedChat(inference, safety, guardrails or Guardrails())
 
 
 class GuardedChat:
-    """The inference router's chat methods with the guardrails around them. One per request:
-    `violation` tells the route whether a shield stopped this answer."""
+    """The inference router's chat methods with the guardrails around them, called as the router
+    is. One per request: `violation` tells the face whether a shield stopped this answer."""
 
-    def __init__(self, inference: Any, safety: Any, guardrails: Guardrails) -> None:
+    def __init__(self, inference: Inference, safety: Safety | None, guardrails: Guardrails) -> None:
         self.inference = inference
         self.safety = safety
         self.guardrails = guardrails
@@ -105,10 +102,11 @@ class GuardedChat:
 
     async def check(self, stage: str, shield_ids: list[str], messages: list[Message]) -> SafetyViolation | None:
         """Run the shields side by side; the first blocking violation, in the order asked, wins."""
-        if not shield_ids:
+        if not shield_ids or self.safety is None:
             return None
+        safety = self.safety
         tasks = [
-            asyncio.ensure_future(self.safety.run_shield(RunShieldRequest(shield_id=shield_id, messages=messages)))
+            asyncio.ensure_future(safety.run_shield(RunShieldRequest(shield_id=shield_id, messages=messages)))
             for shield_id in shield_ids
         ]
         try:
@@ -131,15 +129,18 @@ class GuardedChat:
         violation = await self.check("input", self.guardrails.input, request.messages)
         if violation is not None:
             return _refusal(violation)
-        response: ChatCompletionResponse = await self.inference.chat_completion(request)
+        response = await self.inference.chat_completion(request)
         violation = await self.check_output(request, response.completion_message)
         return _refusal(violation) if violation is not None else response
 
-    async def chat_completion_stream(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+    def chat_completion_stream(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+        return relay(self._open_stream(request))
+
+    async def _open_stream(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         violation = await self.check("input", self.guardrails.input, request.messages)
         if violation is not None:
             return _refusal_stream(violation)
-        chunks: AsyncIterator[Chunk] = await self.inference.chat_completion_stream(request)
+        chunks = self.inference.chat_completion_stream(request)
         if not self.guardrails.output:
             return chunks
 
@@ -147,25 +148,6 @@ class GuardedChat:
             return await self.check_output(request, CompletionMessage(content=text))
 
         return guard_stream(chunks, check, self.guardrails.check_every)
-
-    # The OpenAI face: a violation is a normal answer whose finish_reason is "content_filter".
-    def openai_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return _openai_mark(payload, self.violation)
-
-    async def openai_stream(self, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        try:
-            async for chunk in chunks:
-                yield _openai_mark(chunk, self.violation)
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
-
-
-def _openai_mark(payload: dict[str, Any], violation: SafetyViolation | None) -> dict[str, Any]:
-    choices = payload.get("choices") or []
-    if violation is None or not choices or choices[0].get("finish_reason") is None:
-        return payload
-    choices[0]["finish_reason"] = "content_filter"
-    return {**payload, "violation": violation.model_dump(mode="json")}
 
 
 def _refusal(violation: SafetyViolation) -> GuardedChatCompletionResponse:

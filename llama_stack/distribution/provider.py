@@ -8,13 +8,21 @@ the heavy imports, so a distribution never imports what it does not use.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 
+from llama_stack.apis.agents import Agents
+from llama_stack.apis.errors import NotImplementedYet
+from llama_stack.apis.inference import Inference
+from llama_stack.apis.memory import Memory
+from llama_stack.apis.memory_banks import MemoryBanks
+from llama_stack.apis.models import Models
+from llama_stack.apis.safety import Safety
+from llama_stack.apis.shields import Shields
 from llama_stack.distribution.outbound import OutboundPolicy
 
 
@@ -33,27 +41,100 @@ class Api(StrEnum):
 PROVIDER_APIS = (Api.inference, Api.safety, Api.memory, Api.agents)
 
 
-@dataclass(frozen=True)
-class Deps:
-    """What a provider may call: the routers of the APIs it declared in `depends_on` (and those of
-    `optional_depends_on` that are served). Routers are the same objects the server uses, so a
-    shield calling inference goes through the routing table like any client request. The
-    registries (models, shields, memory_banks) are always available to declare."""
+class ApiNotServed(NotImplementedYet):
+    """The one answer for a call to an API the distribution does not serve (501)."""
 
-    apis: Mapping[Api, Any] = field(default_factory=dict)
-    # What the provider may fetch for a caller (server.outbound); the default refuses non-public addresses.
-    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
-    # server.auth defines API keys: callers are tenants who must not reach each other's data.
-    multi_tenant: bool = False
+    def __init__(self, api: Api) -> None:
+        super().__init__(
+            f"the {api.value} API is not served by this distribution: add a provider under "
+            f"providers.{api.value} in its run.yaml"
+        )
+        self.api = api
 
-    def __getitem__(self, api: Api) -> Any:
-        if api not in self.apis:
-            raise KeyError(f"provider did not declare a dependency on the {api.value} API")
-        return self.apis[api]
 
-    def get(self, api: Api) -> Any | None:
+class ApiRouters:
+    """The router of each API, typed by that API's Protocol: `routers[Api.inference]` is an
+    Inference, and raises ApiNotServed where there is none; `get` answers None instead."""
+
+    def __init__(self, routers: Mapping[Api, object] | None = None) -> None:
+        self._routers: dict[Api, object] = dict(routers or {})
+
+    # fmt: off
+    @overload
+    def __getitem__(self, api: Literal[Api.inference]) -> Inference: ...
+    @overload
+    def __getitem__(self, api: Literal[Api.safety]) -> Safety: ...
+    @overload
+    def __getitem__(self, api: Literal[Api.memory]) -> Memory: ...
+    @overload
+    def __getitem__(self, api: Literal[Api.agents]) -> Agents: ...
+    @overload
+    def __getitem__(self, api: Literal[Api.models]) -> Models: ...
+    @overload
+    def __getitem__(self, api: Literal[Api.shields]) -> Shields: ...
+    @overload
+    def __getitem__(self, api: Literal[Api.memory_banks]) -> MemoryBanks: ...
+    @overload
+    def __getitem__(self, api: Api) -> object: ...
+    # fmt: on
+
+    def __getitem__(self, api: Api) -> object:
+        router = self._routers.get(api)
+        if router is None:
+            raise ApiNotServed(api)
+        return router
+
+    # fmt: off
+    @overload
+    def get(self, api: Literal[Api.inference]) -> Inference | None: ...
+    @overload
+    def get(self, api: Literal[Api.safety]) -> Safety | None: ...
+    @overload
+    def get(self, api: Literal[Api.memory]) -> Memory | None: ...
+    @overload
+    def get(self, api: Literal[Api.agents]) -> Agents | None: ...
+    @overload
+    def get(self, api: Literal[Api.models]) -> Models | None: ...
+    @overload
+    def get(self, api: Literal[Api.shields]) -> Shields | None: ...
+    @overload
+    def get(self, api: Literal[Api.memory_banks]) -> MemoryBanks | None: ...
+    @overload
+    def get(self, api: Api) -> object | None: ...
+    # fmt: on
+
+    def get(self, api: Api) -> object | None:
         """An optional dependency: None when the distribution does not serve that API."""
-        return self.apis.get(api)
+        return self._routers.get(api)
+
+    def __contains__(self, api: object) -> bool:
+        return api in self._routers
+
+    def __iter__(self) -> Iterator[Api]:
+        return iter(self._routers)
+
+    def set(self, api: Api, router: object) -> None:
+        self._routers[api] = router
+
+
+class Deps(ApiRouters):
+    """What a provider may call: the routers of the APIs it declared in `depends_on` (and those of
+    `optional_depends_on` that are served), typed per API (see ApiRouters). Routers are the same
+    objects the server uses, so a shield calling inference goes through the routing table like
+    any client request. The registries (models, shields, memory_banks) are always available to
+    declare."""
+
+    def __init__(
+        self,
+        apis: Mapping[Api, object] | None = None,
+        outbound: OutboundPolicy | None = None,
+        multi_tenant: bool = False,
+    ) -> None:
+        super().__init__(apis)
+        # What the provider may fetch for a caller (server.outbound); the default refuses non-public addresses.
+        self.outbound = outbound or OutboundPolicy()
+        # server.auth defines API keys: callers are tenants who must not reach each other's data.
+        self.multi_tenant = multi_tenant
 
 
 ProviderFactory = Callable[[Any, Deps], Awaitable[Any]]

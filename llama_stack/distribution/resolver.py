@@ -15,13 +15,14 @@ from llama_stack.apis.memory_banks import RegisterMemoryBankRequest
 from llama_stack.apis.models import RegisterModelRequest
 from llama_stack.apis.shields import RegisterShieldRequest
 from llama_stack.distribution.outbound import OutboundPolicy
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, ApiRouters, Deps, ProviderSpec
 from llama_stack.distribution.registry import UnknownProvider, get_provider_spec
-from llama_stack.distribution.routers import AgentsRouter, InferenceRouter, MemoryRouter, SafetyRouter
+from llama_stack.distribution.routers import InferenceRouter, MemoryRouter, SafetyRouter
 from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
 from llama_stack.distribution.spec import ConfigError, RunConfig, validate_section
 from llama_stack.distribution.store import kvstore_from_config
 from llama_stack.distribution.store.api import KVStore, MissingDependency
+from llama_stack.server.operations import Operations
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,18 @@ class ResolvedProvider:
 
 @dataclass
 class Stack:
+    """A built stack. `routers` are what providers are handed (through Deps); `faces` are what the
+    HTTP faces call: the same routers, with the wrappers only a client's own request passes."""
+
     config: RunConfig
     store: KVStore
     providers: list[ResolvedProvider]
     models: ModelsTable
     shields: ShieldsTable
     memory_banks: MemoryBanksTable
-    routers: dict[Api, Any] = field(default_factory=dict)
+    operations: Operations
+    routers: ApiRouters = field(default_factory=ApiRouters)
+    faces: ApiRouters = field(default_factory=ApiRouters)
 
     async def shutdown(self) -> None:
         for provider in reversed(self.providers):
@@ -53,6 +59,7 @@ class Stack:
                 await shutdown()
             except Exception:  # one provider failing to stop must not keep the others running
                 log.exception("provider %s failed to shut down", provider.provider_id)
+        await self.operations.close()
         await self.store.close()
 
 
@@ -105,17 +112,33 @@ def _api_order(specs: dict[Api, list[tuple[int, ProviderSpec, BaseModel]]]) -> l
         raise ConfigError(f"providers: the APIs depend on each other in a cycle: {e.args[1]}") from e
 
 
-def _build_router(api: Api, stack: Stack, impls: dict[str, Any], outbound: OutboundPolicy) -> Any:
+# The call chain, from the provider out to the face, as a request meets it in reverse:
+#   provider -> metering (each inference provider: every call measured once, whoever makes it)
+#   -> router (the routing table picks the provider) -> scopes (faces only: the caller's models)
+# Guardrails wrap the faces' chat per request (distribution/guardrails.py), since each request names its shields.
+def _build_router(api: Api, stack: Stack, impls: dict[str, Any], outbound: OutboundPolicy) -> object:
     if api == Api.inference:
         stack.models.providers = impls
-        return InferenceRouter(stack.models, outbound)
+        types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.inference}
+        metered = {pid: stack.operations.metered(pid, types[pid], impl) for pid, impl in impls.items()}
+        return InferenceRouter(stack.models, metered, outbound)
     if api == Api.safety:
         stack.shields.providers = impls
         return SafetyRouter(stack.shields)
     if api == Api.memory:
         stack.memory_banks.providers = impls
         return MemoryRouter(stack.memory_banks)
-    return AgentsRouter(next(iter(impls.values())))
+    return next(iter(impls.values()))  # agents have no registry: one agents provider serves them all
+
+
+def _face_routers(stack: Stack) -> ApiRouters:
+    faces = ApiRouters({api: stack.routers.get(api) for api in stack.routers})
+    inference, agents = stack.routers.get(Api.inference), stack.routers.get(Api.agents)
+    if inference is not None:
+        faces.set(Api.inference, stack.operations.scoped_inference(inference))
+    if agents is not None:
+        faces.set(Api.agents, stack.operations.scoped_agents(agents))
+    return faces
 
 
 async def _register_configured(stack: Stack) -> None:
@@ -162,17 +185,23 @@ async def build_stack(config: RunConfig) -> Stack:
         models=models,
         shields=ShieldsTable({}, store),
         memory_banks=MemoryBanksTable({}, store, models),
+        operations=Operations(config.server, store),
     )
     outbound = OutboundPolicy.from_config(config.server.outbound)
     multi_tenant = bool(config.server.auth and config.server.auth.keys)
-    stack.routers.update({Api.models: stack.models, Api.shields: stack.shields, Api.memory_banks: stack.memory_banks})
+    for api, registry in (
+        (Api.models, stack.models),
+        (Api.shields, stack.shields),
+        (Api.memory_banks, stack.memory_banks),
+    ):
+        stack.routers.set(api, registry)
     try:
         for api in order:
             impls: dict[str, Any] = {}
             for index, spec, provider_config in specs[api]:
                 entry = config.providers[api][index]
                 wanted = (*spec.depends_on, *spec.optional_depends_on)
-                routers = {api: stack.routers[api] for api in wanted if api in stack.routers}
+                routers = {api: stack.routers.get(api) for api in wanted if api in stack.routers}
                 deps = Deps(routers, outbound, multi_tenant)
                 try:
                     impl = await spec.factory(provider_config, deps)
@@ -183,7 +212,8 @@ async def build_stack(config: RunConfig) -> Stack:
                     ) from e
                 impls[entry.provider_id] = impl
                 stack.providers.append(ResolvedProvider(api, entry.provider_id, spec, impl))
-            stack.routers[api] = _build_router(api, stack, impls, outbound)
+            stack.routers.set(api, _build_router(api, stack, impls, outbound))
+        stack.faces = _face_routers(stack)
         for table in (stack.models, stack.shields, stack.memory_banks):
             await table.load_persisted()
         await _register_configured(stack)

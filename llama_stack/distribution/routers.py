@@ -4,24 +4,9 @@ translated to the provider's own name for it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import TypeVar
 
-from llama_stack.apis.agents import (
-    CreateAgentRequest,
-    CreateAgentResponse,
-    CreateSessionRequest,
-    CreateSessionResponse,
-    CreateTurnRequest,
-    GetSessionRequest,
-    GetStepResponse,
-    Session,
-    SessionRef,
-    StepRef,
-    Turn,
-    TurnRef,
-    TurnStreamChunk,
-)
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import (
     ChatCompletionRequest,
@@ -32,6 +17,7 @@ from llama_stack.apis.inference import (
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    Inference,
 )
 from llama_stack.apis.memory import (
     DeleteDocumentsRequest,
@@ -47,47 +33,73 @@ from llama_stack.distribution.request_context import require_model
 from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
 from llama_stack.models.images import with_fetched_images
 
+T = TypeVar("T")
+
+
+async def relay(opening: Awaitable[AsyncIterator[T]]) -> AsyncIterator[T]:
+    """The stream `opening` makes, passed on; closing the relay closes it, so a client that leaves
+    stops the provider's generation behind every layer."""
+    chunks = await opening
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
 
 class InferenceRouter:
-    def __init__(self, models: ModelsTable, outbound: OutboundPolicy | None = None) -> None:
+    """Routes by model to `providers` (the inference providers by id, each already wrapped by the
+    call chain: see resolver.build_stack); the models table says which provider owns a model."""
+
+    def __init__(
+        self, models: ModelsTable, providers: Mapping[str, Inference], outbound: OutboundPolicy | None = None
+    ) -> None:
         self.models = models
+        self.providers = providers
         self.outbound = outbound or OutboundPolicy()  # image URLs are fetched here, under server.outbound
 
-    async def _route(self, model_id: str, wanted: ModelType) -> tuple[Any, str]:
+    async def _route(self, model_id: str, wanted: ModelType) -> tuple[Inference, str]:
         model: Model = await self.models.get(model_id)
         if model.model_type != wanted:
             use = "/alpha/inference/embeddings" if model.model_type == ModelType.embedding else "chat-completion"
             raise InvalidRequest(f"model '{model_id}' is an {model.model_type.value} model; use {use}")
-        return self.models.provider_for(model), model.provider_resource_id
+        return self.providers[model.provider_id], model.provider_resource_id
 
     async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
         provider, name = await self._route(request.model_id, ModelType.llm)
         request = await with_fetched_images(request, self.outbound)
-        result: ChatCompletionResponse = await provider.chat_completion(request.model_copy(update={"model_id": name}))
-        return result
+        return await provider.chat_completion(request.model_copy(update={"model_id": name}))
 
-    async def chat_completion_stream(
+    def chat_completion_stream(
+        self, request: ChatCompletionRequest
+    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
+        return relay(self._open_chat_stream(request))
+
+    async def _open_chat_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
         provider, name = await self._route(request.model_id, ModelType.llm)
         request = await with_fetched_images(request, self.outbound)
-        return provider.chat_completion_stream(request.model_copy(update={"model_id": name}))  # type: ignore[no-any-return]
+        return provider.chat_completion_stream(request.model_copy(update={"model_id": name}))
 
     async def completion(self, request: CompletionRequest) -> CompletionResponse:
         provider, name = await self._route(request.model_id, ModelType.llm)
         request = await with_fetched_images(request, self.outbound)
-        result: CompletionResponse = await provider.completion(request.model_copy(update={"model_id": name}))
-        return result
+        return await provider.completion(request.model_copy(update={"model_id": name}))
 
-    async def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
+    def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
+        return relay(self._open_completion_stream(request))
+
+    async def _open_completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
         provider, name = await self._route(request.model_id, ModelType.llm)
         request = await with_fetched_images(request, self.outbound)
-        return provider.completion_stream(request.model_copy(update={"model_id": name}))  # type: ignore[no-any-return]
+        return provider.completion_stream(request.model_copy(update={"model_id": name}))
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         provider, name = await self._route(request.model_id, ModelType.embedding)
-        result: EmbeddingsResponse = await provider.embeddings(request.model_copy(update={"model_id": name}))
-        return result
+        return await provider.embeddings(request.model_copy(update={"model_id": name}))
 
 
 class SafetyRouter:
@@ -98,8 +110,7 @@ class SafetyRouter:
         shield = await self.shields.get(request.shield_id)
         provider = self.shields.provider_for(shield)
         update = {"shield_id": shield.provider_resource_id}
-        result: RunShieldResponse = await provider.run_shield(request.model_copy(update=update))
-        return result
+        return await provider.run_shield(request.model_copy(update=update))
 
 
 class MemoryRouter:
@@ -123,48 +134,9 @@ class MemoryRouter:
     async def query_documents(self, request: QueryDocumentsRequest) -> QueryDocumentsResponse:
         bank = await self._bank(request.bank_id)
         update = {"bank_id": bank.provider_resource_id}
-        result: QueryDocumentsResponse = await self.banks.provider_for(bank).query_documents(
-            request.model_copy(update=update)
-        )
-        return result
+        return await self.banks.provider_for(bank).query_documents(request.model_copy(update=update))
 
     async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
         bank = await self._bank(request.bank_id)
         update = {"bank_id": bank.provider_resource_id}
         await self.banks.provider_for(bank).delete_documents(request.model_copy(update=update))
-
-
-class AgentsRouter:
-    """Agents have no registry: one agents provider serves them all."""
-
-    def __init__(self, provider: Any) -> None:
-        self.provider = provider
-
-    async def create_agent(self, request: CreateAgentRequest) -> CreateAgentResponse:
-        result: CreateAgentResponse = await self.provider.create_agent(request)
-        return result
-
-    async def delete_agent(self, agent_id: str) -> None:
-        await self.provider.delete_agent(agent_id)
-
-    async def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
-        result: CreateSessionResponse = await self.provider.create_session(request)
-        return result
-
-    async def get_session(self, request: GetSessionRequest) -> Session:
-        result: Session = await self.provider.get_session(request)
-        return result
-
-    async def delete_session(self, request: SessionRef) -> None:
-        await self.provider.delete_session(request)
-
-    def create_turn(self, request: CreateTurnRequest) -> AsyncIterator[TurnStreamChunk]:
-        return self.provider.create_turn(request)  # type: ignore[no-any-return]
-
-    async def get_turn(self, request: TurnRef) -> Turn:
-        result: Turn = await self.provider.get_turn(request)
-        return result
-
-    async def get_step(self, request: StepRef) -> GetStepResponse:
-        result: GetStepResponse = await self.provider.get_step(request)
-        return result

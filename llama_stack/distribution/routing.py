@@ -22,6 +22,8 @@ from llama_stack.apis.errors import (
     NotFound,
     ShieldNotFound,
 )
+from llama_stack.apis.inference import Inference
+from llama_stack.apis.memory import Memory
 from llama_stack.apis.memory_banks import (
     MemoryBank,
     RegisterMemoryBankRequest,
@@ -29,6 +31,7 @@ from llama_stack.apis.memory_banks import (
 )
 from llama_stack.apis.models import Model, ModelType, RegisterModelRequest
 from llama_stack.apis.resource import Resource
+from llama_stack.apis.safety import Safety
 from llama_stack.apis.shields import RegisterShieldRequest, Shield
 from llama_stack.distribution.ownership import may_see, owner_of_new_resource
 from llama_stack.distribution.request_context import current_caller, require_model
@@ -37,9 +40,10 @@ from llama_stack.distribution.store.api import KVStore
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Resource)
+P = TypeVar("P")  # the API the providers behind a table implement
 
 
-class RoutingTable(Generic[R]):
+class RoutingTable(Generic[R, P]):
     """One table per resource kind. `hook` names the provider method that accepts a new resource
     (e.g. `register_model`); providers without it accept any resource as given."""
 
@@ -47,7 +51,7 @@ class RoutingTable(Generic[R]):
     hook: str
     unhook: str
 
-    def __init__(self, providers: Mapping[str, Any], store: KVStore, adapter: TypeAdapter[R]) -> None:
+    def __init__(self, providers: Mapping[str, P], store: KVStore, adapter: TypeAdapter[R]) -> None:
         self.providers = dict(providers)
         self.store = store
         self.adapter = adapter
@@ -139,14 +143,14 @@ class RoutingTable(Generic[R]):
     def list(self) -> list[R]:
         return list(self.resources.values())
 
-    def provider_for(self, resource: R) -> Any:
+    def provider_for(self, resource: R) -> P:
         return self.providers[resource.provider_id]
 
 
-class ModelsTable(RoutingTable[Model]):
+class ModelsTable(RoutingTable[Model, Inference]):
     kind, hook, unhook = "model", "register_model", "unregister_model"
 
-    def __init__(self, providers: Mapping[str, Any], store: KVStore) -> None:
+    def __init__(self, providers: Mapping[str, Inference], store: KVStore) -> None:
         super().__init__(providers, store, TypeAdapter(Model))
 
     def not_found(self, identifier: str) -> NotFound:
@@ -189,10 +193,10 @@ class ModelsTable(RoutingTable[Model]):
         await self.remove(model_id)
 
 
-class ShieldsTable(RoutingTable[Shield]):
+class ShieldsTable(RoutingTable[Shield, Safety]):
     kind, hook, unhook = "shield", "register_shield", "unregister_shield"
 
-    def __init__(self, providers: Mapping[str, Any], store: KVStore) -> None:
+    def __init__(self, providers: Mapping[str, Safety], store: KVStore) -> None:
         super().__init__(providers, store, TypeAdapter(Shield))
 
     def not_found(self, identifier: str) -> NotFound:
@@ -216,7 +220,7 @@ class ShieldsTable(RoutingTable[Shield]):
         )
 
 
-class MemoryBanksTable(RoutingTable[MemoryBank]):
+class MemoryBanksTable(RoutingTable[MemoryBank, Memory]):
     """Banks registered through the API record the key that registered them (ownership.py): every
     other key gets MemoryBankNotFound for the bank and its documents, an admin key sees all.
 
@@ -227,7 +231,7 @@ class MemoryBanksTable(RoutingTable[MemoryBank]):
 
     kind, hook, unhook = "memory_bank", "register_memory_bank", "unregister_memory_bank"
 
-    def __init__(self, providers: Mapping[str, Any], store: KVStore, models: ModelsTable) -> None:
+    def __init__(self, providers: Mapping[str, Memory], store: KVStore, models: ModelsTable) -> None:
         super().__init__(providers, store, TypeAdapter(MemoryBank))
         self.models = models
 

@@ -12,19 +12,13 @@ from starlette.routing import BaseRoute
 
 from llama_stack.apis.inspect import RouteInfo
 from llama_stack.distribution.provider import Api
-from llama_stack.distribution.resolver import Stack, build_stack
-from llama_stack.distribution.spec import RunConfig
-from llama_stack.server.auth import AccessControl, KeyRing, scope_routers
+from llama_stack.distribution.resolver import Stack
 from llama_stack.server.errors import EXCEPTION_HANDLERS
 from llama_stack.server.llama_routes import llama_router
-from llama_stack.server.metrics import HttpMetrics, Metrics
 from llama_stack.server.middleware import ProviderData, RequestBodyGuard
-from llama_stack.server.observability import Meter, RequestIds, meter_inference, use_json_logs
 from llama_stack.server.openai_routes import openai_router
 from llama_stack.server.openai_surface import openai_surface
 from llama_stack.server.params import json_response
-from llama_stack.server.quotas import Quotas
-from llama_stack.server.tracing import TraceRequests, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +55,7 @@ def route_listing(routes: list[BaseRoute], stack: Stack) -> dict[str, list[Route
 
 def create_app(stack: Stack) -> FastAPI:
     """An app over an already built stack; its lifespan stops the stack when the server stops."""
-    ops = Operations(stack)
+    ops = stack.operations
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +66,6 @@ def create_app(stack: Stack) -> FastAPI:
     app = FastAPI(title="Llama Stack", version="0.1.0", lifespan=lifespan)
     for exc_class, handler in EXCEPTION_HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
-    ops.prepare_stack()
     alpha = llama_router(stack)
     app.include_router(alpha)
     app.include_router(openai_router(stack))
@@ -92,50 +85,3 @@ def create_app(stack: Stack) -> FastAPI:
     app.state.stack = stack
     app.state.operations = ops
     return app
-
-
-class Operations:
-    """Access control, quotas and telemetry of one app, built from server.auth, server.quotas and
-    server.telemetry. Whatever is off adds no middleware and no wrapper: no work per request."""
-
-    def __init__(self, stack: Stack) -> None:
-        server = stack.config.server
-        self.stack = stack
-        self.telemetry = server.telemetry
-        self.keys = KeyRing(server.auth) if server.auth and server.auth.keys else None
-        self.quotas = Quotas(server.quotas, stack.store) if server.quotas else None
-        self.metrics = Metrics() if self.telemetry.metrics else None
-        self.tracing = Tracing(self.telemetry.tracing) if self.telemetry.tracing else None
-
-    def prepare_stack(self) -> None:
-        scope_routers(self.stack, self.keys)
-        meter_inference(self.stack, Meter(self.metrics, self.tracing, self.quotas))
-
-    def add_routes(self, app: FastAPI) -> None:
-        if self.metrics is not None:
-            app.add_route("/metrics", self.metrics.endpoint, methods=["GET"], include_in_schema=False)
-
-    def add_middleware(self, app: FastAPI) -> None:
-        if self.keys is not None or self.quotas is not None:
-            app.add_middleware(AccessControl, keys=self.keys, quotas=self.quotas, metrics=self.metrics)
-        if self.tracing is not None:
-            app.add_middleware(TraceRequests, tracing=self.tracing)
-        if self.metrics is not None:
-            app.add_middleware(HttpMetrics, metrics=self.metrics)
-        if self.telemetry.request_ids:
-            app.add_middleware(RequestIds)
-        if self.telemetry.log_format == "json":
-            use_json_logs()
-        if self.keys is not None:
-            log.info("access control on; API keys: %s", ", ".join(self.keys.names))
-
-    async def close(self) -> None:
-        if self.quotas is not None:
-            await self.quotas.close()
-        if self.tracing is not None:
-            self.tracing.shutdown()
-
-
-async def build_app(config: RunConfig) -> FastAPI:
-    stack = await build_stack(config)
-    return create_app(stack)

@@ -7,8 +7,8 @@ key's quotas (429 with Retry-After), then exposes the caller to the rest of the 
 
 Keys are kept only as SHA-256 digests and compared in constant time against every configured
 digest; neither a key nor its digest is ever logged or put in an answer. The model a request names
-is checked where it is parsed: the face's inference and agents routers are wrapped (only when some
-key is limited to some models) to call `require_model` before routing.
+is checked where it is parsed: the faces' inference and agents routers are wrapped (only when some
+key is limited to some models) to call `require_model` before routing (distribution/scopes.py).
 """
 
 from __future__ import annotations
@@ -16,26 +16,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llama_stack.apis.agents import CreateAgentRequest, CreateAgentResponse
-from llama_stack.apis.inference import (
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    ChatCompletionResponseStreamChunk,
-    CompletionRequest,
-    CompletionResponse,
-    CompletionResponseStreamChunk,
-    EmbeddingsRequest,
-    EmbeddingsResponse,
-)
 from llama_stack.distribution.provider import Api
-from llama_stack.distribution.request_context import Caller, require_model, reset_caller, set_caller
-from llama_stack.distribution.resolver import Stack
+from llama_stack.distribution.request_context import Caller, reset_caller, set_caller
 from llama_stack.distribution.spec import ANONYMOUS, AuthConfig
 from llama_stack.server.errors import error_response, retry_after_header
 from llama_stack.server.metrics import Metrics
@@ -203,71 +189,3 @@ class AccessControl:
         response = error_response(rejection.status, rejection.message, scope["path"])
         response.headers.update(rejection.headers)
         await response(scope, receive, send)
-
-
-# The model a request names, checked where the face hands the parsed request to a router.
-
-
-class ScopedInference:
-    """The face's inference router, refusing models outside the caller's key (403)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
-        require_model(request.model_id)
-        result: ChatCompletionResponse = await self.inner.chat_completion(request)
-        return result
-
-    async def chat_completion_stream(
-        self, request: ChatCompletionRequest
-    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        require_model(request.model_id)
-        result: AsyncIterator[ChatCompletionResponseStreamChunk] = await self.inner.chat_completion_stream(request)
-        return result
-
-    async def completion(self, request: CompletionRequest) -> CompletionResponse:
-        require_model(request.model_id)
-        result: CompletionResponse = await self.inner.completion(request)
-        return result
-
-    async def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
-        require_model(request.model_id)
-        result: AsyncIterator[CompletionResponseStreamChunk] = await self.inner.completion_stream(request)
-        return result
-
-    async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        require_model(request.model_id)
-        result: EmbeddingsResponse = await self.inner.embeddings(request)
-        return result
-
-
-class ScopedAgents:
-    """The face's agents router, refusing to create an agent on a model outside the caller's key."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def create_agent(self, request: CreateAgentRequest) -> CreateAgentResponse:
-        require_model(request.agent_config.model)
-        result: CreateAgentResponse = await self.inner.create_agent(request)
-        return result
-
-
-def scope_routers(stack: Stack, keys: KeyRing | None) -> None:
-    """Wrap (or unwrap) the routers the faces call, so model scopes are checked only when used.
-    Providers keep the routers they were given: a shield's or an agent's own inference calls are
-    not the caller's choice of model."""
-    for api, wrapper in ((Api.inference, ScopedInference), (Api.agents, ScopedAgents)):
-        router = stack.routers.get(api)
-        if router is None:
-            continue
-        if isinstance(router, ScopedInference | ScopedAgents):
-            router = router.inner
-        stack.routers[api] = wrapper(router) if keys is not None and keys.restricts_models else router

@@ -2,6 +2,7 @@
 
 /alpha face: {"error": {"type": ..., "message": ...}} (the same object a stream sends mid-way).
 /v1 face:    OpenAI's {"error": {"message", "type", "param", "code"}}.
+The status of each error and the name of each status are the vocabulary's (apis/errors.py).
 """
 
 from __future__ import annotations
@@ -15,65 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from llama_stack.apis.errors import (
-    Conflict,
-    Forbidden,
-    InvalidRequest,
-    NotFound,
-    NotImplementedYet,
-    PayloadTooLarge,
-    ProviderError,
-    RateLimited,
-    StackError,
-    StoreUnavailable,
-    Unauthorized,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from llama_stack.apis.errors import ERROR_TYPE, RateLimited, StackError, Unauthorized, status_of
 
 log = logging.getLogger(__name__)
 
-STATUS: dict[type[StackError], int] = {
-    InvalidRequest: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    PayloadTooLarge: 413,
-    RateLimited: 429,
-    ProviderError: 500,
-    NotImplementedYet: 501,
-    StoreUnavailable: 503,
-    UpstreamError: 502,
-    UpstreamTimeout: 504,
-}
-
-ERROR_TYPE = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    422: "validation_error",
-    429: "rate_limited",
-    500: "internal_error",
-    501: "not_implemented",
-    502: "upstream_error",
-    503: "unavailable",
-    504: "upstream_timeout",
-}
-
 # Statuses a retry may cure; for the rest the official client is told not to repeat the call.
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
-
-
-def status_of(error: StackError) -> int:
-    for cls in type(error).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
 
 
 def error_body(status: int, message: str, path: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -88,10 +36,11 @@ def error_response(status: int, message: str, path: str, extra: dict[str, Any] |
     return JSONResponse(error_body(status, message, path, extra), status_code=status, headers=headers)
 
 
-def stream_error_event(error: BaseException) -> dict[str, Any]:
+def stream_error_event(error: BaseException, path: str = "/alpha/") -> dict[str, Any]:
+    """The error event a stream ends with on the face of `path`: the same envelope as its answers."""
     if isinstance(error, StackError):
-        return {"error": {"type": ERROR_TYPE.get(status_of(error), "error"), "message": error.message}}
-    return {"error": {"type": "internal_error", "message": "internal server error"}}
+        return error_body(status_of(error), error.message, path)
+    return error_body(500, "internal server error", path)
 
 
 async def handle_stack_error(request: Request, exc: Exception) -> Response:

@@ -47,22 +47,6 @@ UNSERVED_FAMILIES = (
 )
 
 
-class Routers:
-    """The routers a distribution serves; an API it does not serve answers 501 naming what to add."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-
-    def __getitem__(self, api: Api) -> Any:
-        router = self.stack.routers.get(api)
-        if router is None:
-            raise NotImplementedYet(
-                f"the {api.value} API is not served by the '{self.stack.config.image_name}' distribution: "
-                f"add a provider under providers.{api.value} in its run.yaml"
-            )
-        return router
-
-
 def found(value: Any, what: str) -> Any:
     if value is None:
         raise NotFound(f"{what} is not registered.")
@@ -71,20 +55,20 @@ def found(value: Any, what: str) -> Any:
 
 def llama_router(stack: Stack) -> APIRouter:
     router = APIRouter(prefix="/alpha")
-    apis = Routers(stack)
+    apis = stack.faces  # an API the distribution does not serve answers 501 naming what to add
 
     @router.post("/inference/chat-completion")
     async def chat_completion(request: ChatCompletionRequest, http: Request) -> Response:
         # Shields asked for in the body's `guardrails` field wrap the call (docs/safety.md).
         chat = await guarded_chat(stack, apis[Api.inference], Guardrails.from_body(await http.json()))
         if request.stream:
-            return await sse_response(await chat.chat_completion_stream(request))
+            return await sse_response(chat.chat_completion_stream(request))
         return json_response(await chat.chat_completion(request))
 
     @router.post("/inference/completion")
     async def completion(request: CompletionRequest) -> Response:
         if request.stream:
-            return await sse_response(await apis[Api.inference].completion_stream(request))
+            return await sse_response(apis[Api.inference].completion_stream(request))
         return json_response(await apis[Api.inference].completion(request))
 
     @router.post("/inference/embeddings")

@@ -5,9 +5,10 @@
   `request_context.current_request_id()`, and one access log record per request.
 - `JsonFormatter` (server.telemetry.log_format: json): one JSON object per log line, with the
   request id of the request that logged it.
-- `MeteredInference` wraps each inference provider in the models routing table, so every call
-  (from either face, from an agent, from a shield) is measured once: Prometheus metrics, a GenAI
-  span, and the caller's tokens charged to its quota. It is installed only when one of those is on.
+- `MeteredInference` wraps each inference provider where the inference router calls it, so every
+  call (from either face, from an agent, from a shield) is measured once: Prometheus metrics, a
+  GenAI span, and the caller's tokens charged to its quota. resolver.build_stack installs it, only
+  when one of those is on.
 """
 
 from __future__ import annotations
@@ -18,22 +19,31 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llama_stack.apis.inference import Usage
-from llama_stack.distribution.provider import Api
+from llama_stack.apis.inference import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatCompletionResponseStreamChunk,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionResponseStreamChunk,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    Inference,
+    Usage,
+)
 from llama_stack.distribution.request_context import (
     current_caller,
     current_request_id,
     reset_request_id,
     set_request_id,
 )
-from llama_stack.distribution.resolver import Stack
 from llama_stack.distribution.spec import ANONYMOUS
 from llama_stack.server.metrics import Metrics
 from llama_stack.server.quotas import Quotas
@@ -203,26 +213,28 @@ class _Call:
                 log.error("quota store unavailable, %d tokens not charged: %s", usage.total_tokens, error)
 
 
-class MeteredInference:
-    """An inference provider, measured. Everything but the five inference methods passes through."""
+Request = ChatCompletionRequest | CompletionRequest | EmbeddingsRequest
+Answer = TypeVar("Answer", ChatCompletionResponse, CompletionResponse, EmbeddingsResponse)
+C = TypeVar("C", ChatCompletionResponseStreamChunk, CompletionResponseStreamChunk)
 
-    def __init__(self, inner: Any, provider_id: str, provider_type: str, meter: Meter) -> None:
+
+class MeteredInference:
+    """An inference provider, measured: satisfies Inference, as the provider it wraps does."""
+
+    def __init__(self, inner: Inference, provider_id: str, provider_type: str, meter: Meter) -> None:
         self.inner = inner
         self.provider_id = provider_id
         self.provider_type = provider_type
         self.meter = meter
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def _call(self, operation: str, request: Any) -> _Call:
+    def _call(self, operation: str, request: Request) -> _Call:
         labels = (self.provider_id, self.provider_type, str(request.model_id), operation)
         return _Call(self.meter, labels, request)
 
-    async def _once(self, operation: str, method: str, request: Any) -> Any:
+    async def _once(self, operation: str, request: Request, answer: Awaitable[Answer]) -> Answer:
         call = self._call(operation, request)
         try:
-            response = await getattr(self.inner, method)(request)
+            response = await answer
         except asyncio.CancelledError:
             call.end(None)
             raise
@@ -236,11 +248,14 @@ class MeteredInference:
         return response
 
     async def _stream(
-        self, operation: str, method: str, request: Any, end_of: Callable[[Any], tuple[Usage | None, Any]]
-    ) -> AsyncIterator[Any]:
+        self,
+        operation: str,
+        request: Request,
+        chunks: AsyncIterator[C],
+        end_of: Callable[[C], tuple[Usage | None, Any]],
+    ) -> AsyncIterator[C]:
         call = self._call(operation, request)
         usage, stop, error = None, None, None
-        chunks = getattr(self.inner, method)(request)
         try:
             async for chunk in chunks:
                 call.chunk()
@@ -261,35 +276,27 @@ class MeteredInference:
             if error is None:
                 await call.charge(usage)
 
-    async def chat_completion(self, request: Any) -> Any:
-        return await self._once("chat", "chat_completion", request)
+    async def chat_completion(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+        return await self._once("chat", request, self.inner.chat_completion(request))
 
-    def chat_completion_stream(self, request: Any) -> AsyncIterator[Any]:
-        return self._stream("chat", "chat_completion_stream", request, _chat_end)
+    def chat_completion_stream(
+        self, request: ChatCompletionRequest
+    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
+        return self._stream("chat", request, self.inner.chat_completion_stream(request), _chat_end)
 
-    async def completion(self, request: Any) -> Any:
-        return await self._once("text_completion", "completion", request)
+    async def completion(self, request: CompletionRequest) -> CompletionResponse:
+        return await self._once("text_completion", request, self.inner.completion(request))
 
-    def completion_stream(self, request: Any) -> AsyncIterator[Any]:
-        return self._stream("text_completion", "completion_stream", request, _completion_end)
+    def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
+        return self._stream("text_completion", request, self.inner.completion_stream(request), _completion_end)
 
-    async def embeddings(self, request: Any) -> Any:
-        return await self._once("embeddings", "embeddings", request)
+    async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        return await self._once("embeddings", request, self.inner.embeddings(request))
 
 
-def _chat_end(chunk: Any) -> tuple[Usage | None, Any]:
+def _chat_end(chunk: ChatCompletionResponseStreamChunk) -> tuple[Usage | None, Any]:
     return chunk.event.usage, chunk.event.stop_reason
 
 
-def _completion_end(chunk: Any) -> tuple[Usage | None, Any]:
+def _completion_end(chunk: CompletionResponseStreamChunk) -> tuple[Usage | None, Any]:
     return chunk.usage, chunk.stop_reason
-
-
-def meter_inference(stack: Stack, meter: Meter) -> None:
-    """Wrap (or unwrap) the inference providers behind the models routing table."""
-    types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.inference}
-    providers = stack.models.providers
-    for provider_id, impl in list(providers.items()):
-        inner = impl.inner if isinstance(impl, MeteredInference) else impl
-        wanted = meter.active and provider_id in types
-        providers[provider_id] = MeteredInference(inner, provider_id, types[provider_id], meter) if wanted else inner

@@ -25,7 +25,6 @@ from llama_stack.apis.common import (
     ToolParamDefinition,
     ToolResponseMessage,
     UserMessage,
-    content_text,
 )
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import (
@@ -233,10 +232,6 @@ def chat_logprobs(logprobs: list[TokenLogProbs] | None) -> dict[str, Any] | None
         top = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in ranked]
         content.append({**top[0], "top_logprobs": top} if top else {"token": "", "logprob": 0.0, "top_logprobs": []})
     return {"content": content}
-
-
-def message_text(content: InterleavedContent) -> str:
-    return content_text(content)
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:

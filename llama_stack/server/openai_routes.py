@@ -6,28 +6,29 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from llama_stack.apis.common import content_text
-from llama_stack.apis.errors import InvalidRequest, NotImplementedYet, StackError
+from llama_stack.apis.common import SafetyViolation, content_text
+from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import (
     ChatCompletionEventType,
     ChatCompletionResponseStreamChunk,
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
+    Inference,
     ToolCallDelta,
     ToolCallParseStatus,
 )
 from llama_stack.apis.models import ModelType
-from llama_stack.distribution.guardrails import Guardrails, guarded_chat
+from llama_stack.distribution.guardrails import GuardedChat, Guardrails, guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack
 from llama_stack.server import openai_types as oai
-from llama_stack.server.errors import ERROR_TYPE, status_of
+from llama_stack.server.errors import stream_error_event
 from llama_stack.server.openai_mapping import (
     StopSequenceFilter,
     chat_logprobs,
@@ -53,19 +54,11 @@ def _frame(chunk: Any) -> bytes:
 
 
 def _error_frame(error: BaseException) -> bytes:
-    if isinstance(error, StackError):
-        status = status_of(error)
-        body = {"message": error.message, "type": ERROR_TYPE.get(status, "error"), "param": None, "code": status}
-    else:
-        body = {"message": "internal server error", "type": "internal_error", "param": None, "code": 500}
-    return _frame({"error": body})
+    return _frame(stream_error_event(error, "/v1/"))
 
 
-def _inference(stack: Stack) -> Any:
-    router = stack.routers.get(Api.inference)
-    if router is None:
-        raise NotImplementedYet("no inference provider is configured in this distribution")
-    return router
+def _inference(stack: Stack) -> Inference:
+    return stack.faces[Api.inference]
 
 
 def openai_router(stack: Stack) -> APIRouter:
@@ -92,9 +85,10 @@ def openai_router(stack: Stack) -> APIRouter:
         chat = await guarded_chat(stack, _inference(stack), Guardrails.from_body(await http.json()))
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = await chat.chat_completion_stream(request)
+            chunks = chat.chat_completion_stream(request)
             stream = _chat_stream(chunks, completion_id, created, body.model, stops, include_usage)
-            return await sse_response(chat.openai_stream(stream), frame=_frame, error_frame=_error_frame, trailer=DONE)
+            marked = _content_filtered_stream(stream, chat)
+            return await sse_response(marked, frame=_frame, error_frame=_error_frame, trailer=DONE)
         response = await chat.chat_completion(request)
         message = response.completion_message
         text, stopped = cut_at_stop(content_text(message.content), stops)
@@ -109,7 +103,8 @@ def openai_router(stack: Stack) -> APIRouter:
             "logprobs": chat_logprobs(response.logprobs),
         }
         return json_response(
-            chat.openai_payload(
+            _content_filtered(
+                chat.violation,
                 {
                     "id": completion_id,
                     "object": "chat.completion",
@@ -117,7 +112,7 @@ def openai_router(stack: Stack) -> APIRouter:
                     "model": body.model,
                     "choices": [choice],
                     "usage": usage_body(response.usage),
-                }
+                },
             )
         )
 
@@ -128,7 +123,7 @@ def openai_router(stack: Stack) -> APIRouter:
         completion_id, created = new_id("cmpl"), now()
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = await _inference(stack).completion_stream(request)
+            chunks = _inference(stack).completion_stream(request)
             stream = _completion_stream(chunks, completion_id, created, body.model, stops, include_usage)
             return await sse_response(stream, frame=_frame, error_frame=_error_frame, trailer=DONE)
         response = await _inference(stack).completion(request)
@@ -177,6 +172,25 @@ def openai_router(stack: Stack) -> APIRouter:
     return router
 
 
+# Guardrails on this face: a violation is a normal answer whose finish_reason is "content_filter".
+def _content_filtered(violation: SafetyViolation | None, payload: dict[str, Any]) -> dict[str, Any]:
+    choices = payload.get("choices") or []
+    if violation is None or not choices or choices[0].get("finish_reason") is None:
+        return payload
+    choices[0]["finish_reason"] = "content_filter"
+    return {**payload, "violation": violation.model_dump(mode="json")}
+
+
+async def _content_filtered_stream(
+    chunks: AsyncGenerator[dict[str, Any], None], chat: GuardedChat
+) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for chunk in chunks:
+            yield _content_filtered(chat.violation, chunk)
+    finally:
+        await chunks.aclose()
+
+
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "float":
         return vector
@@ -190,7 +204,7 @@ async def _chat_stream(
     model: str,
     stops: list[str],
     include_usage: bool,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
         return {

@@ -4,11 +4,8 @@ shield call). Every store lives in the stack's metadata kvstore, so every replic
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
-from llama_stack.apis.errors import NotImplementedYet
 from llama_stack.distribution.files import KVFiles
 from llama_stack.distribution.guardrails import Guardrails, guarded_chat
 from llama_stack.distribution.outbound import OutboundPolicy
@@ -31,11 +28,7 @@ def openai_surface(stack: Stack) -> list[APIRouter]:
     responses = Responses(stack.store, stack.models, stores, outbound)
 
     async def chat_for(guardrails: Guardrails | None) -> ChatStream:
-        inference: Any = stack.routers.get(Api.inference)
-        if inference is None:
-            raise NotImplementedYet("responses need the inference API, which this distribution does not serve")
-        chat: ChatStream = await guarded_chat(stack, inference, guardrails)
-        return chat
+        return await guarded_chat(stack, stack.faces[Api.inference], guardrails)
 
     safety_types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.safety}
     routers = [

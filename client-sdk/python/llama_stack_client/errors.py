@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from llama_stack.apis.errors import ERROR_TYPE
+
 
 def request_of(response: httpx.Response | None) -> httpx.Request | None:
     """The request a response answers, if it is known (a hand-made Response has none)."""
@@ -86,6 +88,10 @@ class NotFoundError(APIStatusError):
     status_code = 404
 
 
+class MethodNotAllowedError(APIStatusError):
+    status_code = 405
+
+
 class ConflictError(APIStatusError):
     status_code = 409
 
@@ -114,35 +120,29 @@ class NotImplementedByServerError(InternalServerError):
     status_code = 501
 
 
+class ServiceUnavailableError(InternalServerError):
+    """503: a store the server keeps its state in (or its quota store) cannot be reached; retry later."""
+
+    status_code = 503
+
+
 ERROR_CLASSES: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    405: MethodNotAllowedError,
     409: ConflictError,
     413: PayloadTooLargeError,
     422: UnprocessableEntityError,
     429: RateLimitError,
     501: NotImplementedByServerError,
+    503: ServiceUnavailableError,
 }
 
-# The server's error types (llama_stack/server/errors.py) and the status each stands for: a
-# mid-stream error event carries only its type.
-STATUS_OF_TYPE = {
-    "invalid_request": 400,
-    "invalid_request_error": 400,
-    "unauthorized": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "conflict": 409,
-    "payload_too_large": 413,
-    "validation_error": 422,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "not_implemented": 501,
-    "upstream_error": 502,
-    "upstream_timeout": 504,
-}
+# The server's error types (its vocabulary, llama_stack/apis/errors.py) and the status each stands
+# for: a mid-stream error event carries only its type. OpenAI's own name for a 400 is read too.
+STATUS_OF_TYPE: dict[str, int] = {kind: status for status, kind in ERROR_TYPE.items()} | {"invalid_request_error": 400}
 
 
 def error_class(status: int) -> type[APIStatusError]:

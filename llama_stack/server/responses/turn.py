@@ -50,7 +50,7 @@ Event = dict[str, Any]
 
 
 class ChatStream(Protocol):
-    async def chat_completion_stream(
+    def chat_completion_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]: ...
 
@@ -272,7 +272,7 @@ class Turn:
     async def _model_round(self) -> AsyncIterator[Event]:
         """Stream one model call, then run or hand over the tools it called (`called_tools`);
         `handed_over` tells whether the client must act before the model can go on."""
-        stream = await self.services.chat.chat_completion_stream(self._chat_request())
+        stream = self.services.chat.chat_completion_stream(self._chat_request())
         message = _MessageBuilder(self)
         calls: list[tuple[str, str]] = []
         held: str | None = None  # one text delta held back: it may be a shield's refusal
