@@ -43,8 +43,15 @@ def apply_guardrail(body: dict[str, Any]) -> dict[str, Any]:
     if topics:
         assessment["topicPolicy"] = {"topics": topics}
     if emails:
-        assessment["sensitiveInformationPolicy"] = {"piiEntities": emails}
-    usage = {"topicPolicyUnits": 1, "contentPolicyUnits": 1, "wordPolicyUnits": 0, "sensitiveInformationPolicyUnits": 1}
+        assessment["sensitiveInformationPolicy"] = {"piiEntities": emails, "regexes": []}
+    usage = {
+        "topicPolicyUnits": 1,
+        "contentPolicyUnits": 1,
+        "wordPolicyUnits": 0,
+        "sensitiveInformationPolicyUnits": 1,
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 0,
+    }
     if not assessment:
         return {"usage": usage, "action": "NONE", "outputs": [], "assessments": [{}]}
     if filters or topics:
