@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -254,6 +254,7 @@ def run_config(
     llm: dict[str, Any] | None = None,
     safety: bool = True,
     memory: bool = True,
+    lease_s: float | None = None,
 ) -> dict[str, Any]:
     """A run config serving the scripted providers and the agents provider under test."""
     providers: dict[str, Any] = {"inference": [{"provider_id": "llm", "provider_type": LLM, "config": llm or {}}]}
@@ -262,7 +263,9 @@ def run_config(
     if memory:
         providers["memory"] = [{"provider_id": "memory", "provider_type": MEMORY, "config": {}}]
     store = agents_store or {"type": "sqlite", "db_path": str(state / "agents.db")}
-    agents_config = {"persistence_store": store, "sandbox": sandbox or {"timeout_s": 10}}
+    agents_config: dict[str, Any] = {"persistence_store": store, "sandbox": sandbox or {"timeout_s": 10}}
+    if lease_s is not None:
+        agents_config["session_lease_s"] = lease_s
     providers["agents"] = [
         {"provider_id": "agents", "provider_type": "inline::meta-reference", "config": agents_config}
     ]
@@ -294,6 +297,18 @@ async def running(config: dict[str, Any]) -> AsyncIterator[Stack]:
 
 
 # Driving the Agents API ---------------------------------------------------------------------------
+
+
+def scripted_llm(stack: Stack) -> ScriptedLLM:
+    return cast(ScriptedLLM, stack.models.providers["llm"])
+
+
+def scripted_safety(stack: Stack) -> ScriptedSafety:
+    return cast(ScriptedSafety, stack.shields.providers["guard"])
+
+
+def scripted_memory(stack: Stack) -> ScriptedMemory:
+    return cast(ScriptedMemory, stack.memory_banks.providers["memory"])
 
 
 async def new_session(agents: Any, **config: Any) -> tuple[str, str]:

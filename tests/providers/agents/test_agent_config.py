@@ -27,6 +27,8 @@ from tests.providers.agents.fakes import (
     new_session,
     run_turn,
     say,
+    scripted_llm,
+    scripted_memory,
     step_types,
     user,
 )
@@ -120,7 +122,7 @@ async def test_what_an_agent_names_must_exist_and_match(agent_stack: StackFactor
 async def test_the_default_query_generator_joins_the_input_with_its_separator(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
         await facts_bank(stack)
-        agents, memory = stack.routers[Api.agents], stack.memory_banks.providers["memory"]
+        agents, memory = stack.routers[Api.agents], scripted_memory(stack)
         tool = memory_tool(query_generator_config={"type": "default", "sep": " || "})
         agent_id, session_id = await new_session(agents, tools=[tool])
         await run_turn(agents, agent_id, session_id, user("capital of France?"), user("and bananas?"))
@@ -130,7 +132,7 @@ async def test_the_default_query_generator_joins_the_input_with_its_separator(ag
 async def test_the_llm_query_generator_asks_its_model_for_the_query(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
         await facts_bank(stack)
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         template = "Rewrite as a search query: {% for m in messages %}[{{ m.role }}] {{ m.content }} {% endfor %}"
         tool = memory_tool(query_generator_config={"type": "llm", "model": MODEL, "template": template})
         agent_id, session_id = await new_session(agents, tools=[tool])
@@ -161,7 +163,7 @@ async def test_a_query_template_that_tries_to_escape_fails_the_turn_with_a_clear
 
 async def test_a_key_value_bank_contributes_the_documents_under_its_keys(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, memory = stack.routers[Api.agents], stack.memory_banks.providers["memory"]
+        agents, memory = stack.routers[Api.agents], scripted_memory(stack)
         params = KeyValueMemoryBankParams()
         await stack.memory_banks.register_memory_bank(RegisterMemoryBankRequest(memory_bank_id="kv", params=params))
         banks = [{"bank_id": "kv", "type": "keyvalue", "keys": ["profile", "settings"]}]
@@ -172,7 +174,7 @@ async def test_a_key_value_bank_contributes_the_documents_under_its_keys(agent_s
 
 async def test_a_tool_input_shield_stops_a_builtin_call_before_it_runs(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         tool = {"type": "code_interpreter", "input_shields": [SHIELD]}
         agent_id, session_id = await new_session(agents, tools=[tool])
         llm.will(call("code_interpreter", code="print('forbidden')"))
@@ -187,7 +189,7 @@ async def test_a_tool_input_shield_stops_a_builtin_call_before_it_runs(agent_sta
 
 async def test_a_tool_output_shield_keeps_a_bad_result_from_the_model(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         tool = {"type": "code_interpreter", "input_shields": [SHIELD], "output_shields": [SHIELD]}
         agent_id, session_id = await new_session(agents, tools=[tool])
         llm.will(call("code_interpreter", code="print('forbid' + 'den')"))
@@ -202,7 +204,7 @@ async def test_a_tool_output_shield_keeps_a_bad_result_from_the_model(agent_stac
 
 async def test_a_client_tool_s_shields_check_the_call_and_the_app_s_result(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         tool = {**WEATHER, "input_shields": [SHIELD], "output_shields": [SHIELD]}
         agent_id, session_id = await new_session(agents, tools=[tool])
         first = final_turn(await run_turn(agents, agent_id, session_id, user("weather in Paris")))
@@ -225,7 +227,7 @@ async def test_the_memory_tool_s_shields_check_the_query_and_the_retrieved_conte
         await facts_bank(stack)
         document = MemoryBankDocument(document_id="bad", content="The forbidden archive is in France.")
         await stack.routers[Api.memory].insert_documents(InsertDocumentsRequest(bank_id="facts", documents=[document]))
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         tool = memory_tool(input_shields=[SHIELD], output_shields=[SHIELD])
         agent_id, session_id = await new_session(agents, tools=[tool])
 
@@ -239,7 +241,7 @@ async def test_the_memory_tool_s_shields_check_the_query_and_the_retrieved_conte
 
 async def test_code_interpreter_without_inline_execution_is_the_app_s_to_run(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         tool = {"type": "code_interpreter", "enable_inline_code_execution": False}
         agent_id, session_id = await new_session(agents, tools=[tool])
         chunks = await run_turn(agents, agent_id, session_id, user("run: print(6 * 7)"))
@@ -253,7 +255,7 @@ async def test_code_interpreter_without_inline_execution_is_the_app_s_to_run(age
 async def test_the_app_s_own_context_is_kept_beside_the_retrieved_one(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
         await facts_bank(stack)
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         agent_id, session_id = await new_session(agents, tools=[memory_tool()])
         message = UserMessage(content="what is the capital of France?", context="The user lives in Lyon.")
         await run_turn(agents, agent_id, session_id, message)

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -18,6 +20,7 @@ from llama_stack.apis.agents import (
     StepRef,
     ToolExecutionStep,
     TurnRef,
+    TurnStreamChunk,
 )
 from llama_stack.apis.common import (
     CompletionMessage,
@@ -41,6 +44,7 @@ from tests.providers.agents.fakes import (
     new_session,
     run_turn,
     say,
+    scripted_llm,
     step_types,
     user,
 )
@@ -55,7 +59,7 @@ WEATHER = FunctionCallToolDefinition(
 
 async def test_a_plain_answer_streams_as_one_inference_step(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         agent_id, session_id = await new_session(agents)
         chunks = await run_turn(agents, agent_id, session_id, user("hello there"))
 
@@ -85,7 +89,7 @@ async def test_a_plain_answer_streams_as_one_inference_step(agent_stack: StackFa
 
 async def test_a_builtin_tool_runs_between_two_inference_steps(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         llm.will(call("code_interpreter", code="print(6 * 7)"), say("It is 42."))
         agent_id, session_id = await new_session(agents, tools=[CODE])
         chunks = await run_turn(agents, agent_id, session_id, user("what is six times seven?"))
@@ -107,7 +111,7 @@ async def test_a_builtin_tool_runs_between_two_inference_steps(agent_stack: Stac
 
 async def test_images_a_program_makes_are_attached_to_the_answer(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         llm.will(call("code_interpreter", code=TINY_PNG_PROGRAM), say("Here is the plot."))
         agent_id, session_id = await new_session(agents, tools=[CODE])
         turn = final_turn(await run_turn(agents, agent_id, session_id, user("plot it")))
@@ -126,7 +130,7 @@ async def test_images_a_program_makes_are_attached_to_the_answer(agent_stack: St
 
 async def test_max_infer_iters_bounds_the_inference_steps(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         llm.will(*[call("code_interpreter", code="print('again')")] * 5)
         agent_id, session_id = await new_session(agents, tools=[CODE], max_infer_iters=2)
         turn = final_turn(await run_turn(agents, agent_id, session_id, user("loop forever")))
@@ -141,7 +145,7 @@ async def test_max_infer_iters_bounds_the_inference_steps(agent_stack: StackFact
 
 async def test_a_client_tool_call_ends_the_turn_and_an_ipython_turn_continues(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         agent_id, session_id = await new_session(agents, tools=[CODE, WEATHER])
         first = final_turn(await run_turn(agents, agent_id, session_id, user("what is the weather in Paris?")))
 
@@ -164,7 +168,7 @@ async def test_a_client_tool_call_ends_the_turn_and_an_ipython_turn_continues(ag
 @pytest.mark.parametrize("tool_format", list(ToolPromptFormat))
 async def test_each_tool_prompt_format_reaches_the_model(agent_stack: StackFactory, tool_format: str) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         llm.will(call("get_weather", call_id=f"{tool_format}-1", city="Oslo"))
         agent_id, session_id = await new_session(agents, tools=[WEATHER], tool_prompt_format=tool_format)
         chunks = await run_turn(agents, agent_id, session_id, user("weather?"))
@@ -177,11 +181,11 @@ async def test_each_tool_prompt_format_reaches_the_model(agent_stack: StackFacto
 
 async def test_a_running_turn_shows_its_completed_steps(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         llm.will(call("code_interpreter", code="print(1)"), say("done"))
         agent_id, session_id = await new_session(agents, tools=[CODE])
         request = CreateTurnRequest(agent_id=agent_id, session_id=session_id, messages=[UserMessage(content="go")])
-        request_stream = agents.create_turn(request)
+        request_stream = cast(AsyncGenerator[TurnStreamChunk, None], agents.create_turn(request))
         turn_id = ""
         async for chunk in request_stream:
             payload = chunk.event.payload
@@ -198,7 +202,7 @@ async def test_a_running_turn_shows_its_completed_steps(agent_stack: StackFactor
 
 async def test_a_turn_abandoned_mid_tool_stops_its_program_and_frees_the_session(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         marker = f"abandoned-{uuid.uuid4().hex}"
         llm.will(call("code_interpreter", code=f"import time\n# {marker}\ntime.sleep(60)\n"))
         agent_id, session_id = await new_session(agents, tools=[CODE])
@@ -247,11 +251,11 @@ def program_running(marker: str, wanted: bool, timeout_s: float) -> bool:
 
 async def test_a_client_leaving_mid_answer_closes_the_model_stream_at_once(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         llm.will(say("one two three four five six"))
         agent_id, session_id = await new_session(agents)
         request = CreateTurnRequest(agent_id=agent_id, session_id=session_id, messages=[user("talk")])
-        stream = agents.create_turn(request)
+        stream = cast(AsyncGenerator[TurnStreamChunk, None], agents.create_turn(request))
         async for chunk in stream:
             if getattr(chunk.event.payload, "text_delta", None):
                 break

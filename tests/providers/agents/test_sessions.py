@@ -20,7 +20,7 @@ from llama_stack.apis.common import content_text
 from llama_stack.apis.errors import ModelNotFound, NotFound
 from llama_stack.distribution.provider import Api
 from tests.providers.agents.conftest import StackFactory
-from tests.providers.agents.fakes import final_turn, new_session, run_config, run_turn, running, user
+from tests.providers.agents.fakes import final_turn, new_session, run_config, run_turn, running, scripted_llm, user
 
 
 async def test_unknown_ids_are_not_found(agent_stack: StackFactory) -> None:
@@ -90,7 +90,7 @@ async def test_a_session_survives_a_restart(tmp_path: Path) -> None:
         before = final_turn(await run_turn(agents, agent_id, session_id, user("my name is Ada")))
 
     async with running(config) as restarted:
-        agents, llm = restarted.routers[Api.agents], restarted.models.providers["llm"]
+        agents, llm = restarted.routers[Api.agents], scripted_llm(restarted)
         session = await agents.get_session(GetSessionRequest(agent_id=agent_id, session_id=session_id))
         assert session.turns == [before]
         await run_turn(agents, agent_id, session_id, user("what is my name?"))
@@ -116,7 +116,7 @@ async def test_two_replicas_sharing_a_store_continue_each_others_sessions(
         first = final_turn(await run_turn(a, agent_id, session_id, user("started on A")))
 
         second = final_turn(await run_turn(b, agent_id, session_id, user("continued on B")))
-        seen_by_b = [content_text(m.content) for m in replica_b.models.providers["llm"].requests[0].messages]
+        seen_by_b = [content_text(m.content) for m in scripted_llm(replica_b).requests[0].messages]
         assert seen_by_b[1:] == ["started on A", "echo: started on A", "continued on B"]
 
         session = await a.get_session(GetSessionRequest(agent_id=agent_id, session_id=session_id))

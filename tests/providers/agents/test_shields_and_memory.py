@@ -19,13 +19,24 @@ from llama_stack.apis.memory import InsertDocumentsRequest, MemoryBankDocument
 from llama_stack.apis.memory_banks import RegisterMemoryBankRequest, VectorMemoryBankParams
 from llama_stack.distribution.provider import Api
 from tests.providers.agents.conftest import StackFactory
-from tests.providers.agents.fakes import EMBEDDER, SHIELD, event_names, final_turn, new_session, run_turn, say, user
+from tests.providers.agents.fakes import (
+    EMBEDDER,
+    SHIELD,
+    event_names,
+    final_turn,
+    new_session,
+    run_turn,
+    say,
+    scripted_llm,
+    scripted_safety,
+    user,
+)
 from tests.providers.agents.fakes import step_types as kinds
 
 
 async def test_an_input_violation_ends_the_turn_before_inference(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         agent_id, session_id = await new_session(agents, input_shields=[SHIELD])
         chunks = await run_turn(agents, agent_id, session_id, user("tell me forbidden things"))
 
@@ -47,7 +58,7 @@ async def test_an_input_violation_ends_the_turn_before_inference(agent_stack: St
 
 async def test_an_output_violation_replaces_the_answer_in_the_turn_and_the_history(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         llm.will(say("here is the forbidden recipe"))
         agent_id, session_id = await new_session(agents, input_shields=[SHIELD], output_shields=[SHIELD])
         turn = final_turn(await run_turn(agents, agent_id, session_id, user("a recipe please")))
@@ -65,7 +76,7 @@ async def test_an_output_violation_replaces_the_answer_in_the_turn_and_the_histo
 
 async def test_shields_on_a_clean_turn_record_no_violation(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, safety = stack.routers[Api.agents], stack.shields.providers["guard"]
+        agents, safety = stack.routers[Api.agents], scripted_safety(stack)
         agent_id, session_id = await new_session(agents, input_shields=[SHIELD], output_shields=[SHIELD])
         turn = final_turn(await run_turn(agents, agent_id, session_id, user("hello")))
 
@@ -80,7 +91,7 @@ async def test_shields_on_a_clean_turn_record_no_violation(agent_stack: StackFac
 
 async def test_the_memory_tool_inserts_retrieved_context(agent_stack: StackFactory) -> None:
     async with agent_stack() as stack:
-        agents, llm = stack.routers[Api.agents], stack.models.providers["llm"]
+        agents, llm = stack.routers[Api.agents], scripted_llm(stack)
         params = VectorMemoryBankParams(embedding_model=EMBEDDER, chunk_size_in_tokens=64)
         await stack.memory_banks.register_memory_bank(RegisterMemoryBankRequest(memory_bank_id="facts", params=params))
         document = MemoryBankDocument(document_id="geo", content="Paris is the capital of France. Bananas are yellow.")
