@@ -320,6 +320,34 @@ for pid in pids + [1]:
     assert len(pids) <= 3, "only the sandbox's own processes"
 
 
+async def test_no_privileges_and_no_host_sockets(sandbox: Sandbox) -> None:
+    """setuid programs cannot raise privileges (no_new_privs, no capabilities), and the host's
+    abstract Unix sockets (a D-Bus or X11 session, say) are in another network namespace."""
+    await _bubblewrap(sandbox)
+    name = f"sandbox-test-{uuid.uuid4().hex}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen()
+    program = f"""
+import socket
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+print(status["NoNewPrivs"].strip(), status["CapEff"].strip(), status["Uid"].split()[0])
+try:
+    socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).connect("\\0{name}")
+    print("reached")
+except OSError as e:
+    print("blocked", e.errno)
+"""
+    try:
+        _, result = await sandbox.run(program)
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+    assert result.stdout.splitlines() == ["1 0000000000000000 65534", "blocked 111"], result.stderr
+
+
 UNPRIVILEGED_SERVER = """
 import asyncio, json, site, sys
 site.addsitedir(sys.argv[1])
