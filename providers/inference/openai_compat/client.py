@@ -6,9 +6,9 @@ Why not the SDK, nor httpx.AsyncClient (measured in the gateway, scripts/bench_g
   * httpx.AsyncClient adds auth/cookie/redirect/event-hook machinery and an INFO log line per
     request, and its connection pool (httpcore's) is quadratic in the number of connections: at
     32 concurrent calls it cost ~1.5 ms of CPU per call, 3x a single call.
-So calls go over http1.py's connections: the request's head is rendered once per path (only
-Authorization and Content-Length change per call), head and body leave in one write, bodies are
-serialised once and answers parsed once with json.loads.
+So calls go over a Transport, by default http1.py's pooled connections (PooledTransport: the
+request's head is rendered once per path, head and body leave in one write); bodies are
+serialised once and answers parsed once with json.loads. Tests may plug another Transport.
 
 The environment's CA bundle (SSL_CERT_FILE, SSL_CERT_DIR) is honoured as httpx honours it; where
 the environment names a proxy for the upstream (HTTPS_PROXY..., minus NO_PROXY), calls go through
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import Any, Protocol
 
 import httpcore
 import httpx
@@ -47,29 +47,25 @@ def dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class UpstreamHTTP:
-    """POST/GET JSON to `{base_url}{path}`; a response is read whole, or kept open for SSE."""
+class Transport(Protocol):
+    """How a request reaches the upstream: the pooled HTTP/1.1 connections (the fast path), the
+    environment's proxy, or whatever a test plugs in (HttpxTransport over httpx.MockTransport)."""
 
-    def __init__(self, base_url: str, timeout_s: float, max_connections: int) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        parts = urllib.parse.urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the url must be http:// or https:// and name a host, not {base_url!r}")
-        https = parts.scheme == "https"
-        ssl_context = httpx.create_ssl_context(trust_env=True) if https else None
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
+        """The response with its body unread; `path` is below the base URL."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class PooledTransport:
+    """http1.py's keep-alive connections; the request's head is rendered once per path (only
+    Authorization and Content-Length change per call), and head and body leave in one write."""
+
+    def __init__(self, parts: urllib.parse.SplitResult, pool: Pool) -> None:
         self._prefix = parts.path
         self._host = parts.netloc.encode()
-        proxy = environment_proxy(self.base_url)
-        self._pool: Pool | None = None
-        self._proxy: httpcore.AsyncHTTPProxy | None = None
-        if proxy is None:
-            port = parts.port or (443 if https else 80)
-            self._pool = Pool(parts.hostname, port, ssl_context, max_connections, timeout_s)
-        else:
-            self._proxy = httpcore.AsyncHTTPProxy(
-                proxy, ssl_context=ssl_context, max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S
-            )
+        self._pool = pool
         self._heads: dict[tuple[str, str], bytes] = {}
 
     def _head(self, method: str, path: str, json_body: bool) -> bytes:
@@ -83,20 +79,100 @@ class UpstreamHTTP:
             head = self._heads[(method, path)] = b"\r\n".join(lines) + b"\r\n"
         return head
 
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
+        head = self._head(method, path, body is not None)
+        auth = b"Authorization: Bearer " + api_key.encode() + b"\r\n"
+        if body is None:
+            data = head + auth + b"\r\n"
+        else:
+            data = b"".join((head, auth, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body))
+        return await self._pool.request(data)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class ProxyTransport:
+    """httpcore's proxy pool, where the environment names a proxy for the upstream."""
+
+    def __init__(self, base_url: str, timeout_s: float, engine: httpcore.AsyncHTTPProxy) -> None:
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self._host = urllib.parse.urlsplit(base_url).netloc.encode()
+        self._engine = engine
+
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
+        headers = [(b"Host", self._host), (b"Accept", JSON), (b"User-Agent", USER_AGENT)]
+        headers.append((b"Authorization", f"Bearer {api_key}".encode()))
+        if body is not None:
+            headers += [(b"Content-Type", JSON), (b"Content-Length", str(len(body)).encode())]
+        timeout = self.timeout_s
+        extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
+        url = (self.base_url + path).encode()
+        request = httpcore.Request(method, url, headers=headers, content=body, extensions=extensions)
+        return await self._engine.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._engine.aclose()
+
+
+class HttpxTransport:
+    """An httpx transport (httpx.MockTransport, httpx.ASGITransport) as the upstream: for tests
+    that answer the provider's calls in-process."""
+
+    def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport) -> None:
+        self.base_url = base_url
+        self._transport = transport
+
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
+        headers = {"Accept": "application/json", "Authorization": f"Bearer {api_key}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = httpx.Request(method, self.base_url + path, headers=headers, content=body)
+        response = await self._transport.handle_async_request(request)
+        raw_headers = [(name.encode(), value.encode()) for name, value in response.headers.multi_items()]
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        extensions = {"reason_phrase": response.reason_phrase.encode()}
+        return httpcore.Response(response.status_code, headers=raw_headers, content=stream, extensions=extensions)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def default_transport(base_url: str, timeout_s: float, max_connections: int) -> Transport:
+    """The pooled connections, or the environment's proxy where it names one for the upstream."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"the url must be http:// or https:// and name a host, not {base_url!r}")
+    https = parts.scheme == "https"
+    ssl_context = httpx.create_ssl_context(trust_env=True) if https else None
+    proxy = environment_proxy(base_url)
+    if proxy is not None:
+        engine = httpcore.AsyncHTTPProxy(
+            proxy, ssl_context=ssl_context, max_connections=max_connections, keepalive_expiry=KEEPALIVE_EXPIRY_S
+        )
+        return ProxyTransport(base_url, timeout_s, engine)
+    pool = Pool(parts.hostname, parts.port or (443 if https else 80), ssl_context, max_connections, timeout_s)
+    return PooledTransport(parts, pool)
+
+
+class UpstreamHTTP:
+    """POST/GET JSON to `{base_url}{path}` over a Transport; a response is read whole, or kept
+    open for SSE."""
+
+    def __init__(
+        self, base_url: str, timeout_s: float, max_connections: int, transport: Transport | None = None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.transport = transport or default_transport(self.base_url, timeout_s, max_connections)
+
     async def send(self, method: str, path: str, api_key: str, body: bytes | None = None) -> httpcore.Response:
         """The response, its body still unread (read it, then `aclose` it); raises StatusError,
         the body read and the response closed, when the status is not 2xx. The API key must be
         printable ASCII (inference.py checks it): it is written into the request as is."""
-        if self._pool is not None:
-            head = self._head(method, path, body is not None)
-            auth = b"Authorization: Bearer " + api_key.encode() + b"\r\n"
-            if body is None:
-                data = head + auth + b"\r\n"
-            else:
-                data = b"".join((head, auth, b"Content-Length: ", str(len(body)).encode(), b"\r\n\r\n", body))
-            response = await self._pool.request(data)
-        else:
-            response = await self._via_proxy(method, path, api_key, body)
+        response = await self.transport.send(method, path, api_key, body)
         if not 200 <= response.status < 300:
             try:
                 content = await response.aread()
@@ -106,18 +182,6 @@ class UpstreamHTTP:
             reason = response.extensions.get("reason_phrase", b"").decode("latin-1")
             raise StatusError(response.status, content, by_name, reason)
         return response
-
-    async def _via_proxy(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
-        assert self._proxy is not None
-        headers = [(b"Host", self._host), (b"Accept", JSON), (b"User-Agent", USER_AGENT)]
-        headers.append((b"Authorization", f"Bearer {api_key}".encode()))
-        if body is not None:
-            headers += [(b"Content-Type", JSON), (b"Content-Length", str(len(body)).encode())]
-        timeout = self.timeout_s
-        extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
-        url = (self.base_url + path).encode()
-        request = httpcore.Request(method, url, headers=headers, content=body, extensions=extensions)
-        return await self._proxy.handle_async_request(request)
 
     async def json(self, method: str, path: str, api_key: str, body: bytes | None = None) -> Any:
         """The parsed JSON answer of a call (ValueError when it is not JSON)."""
@@ -129,10 +193,7 @@ class UpstreamHTTP:
         return json.loads(content)
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
-        if self._proxy is not None:
-            await self._proxy.aclose()
+        await self.transport.aclose()
 
 
 class SSEDecoder:

@@ -30,7 +30,7 @@ from llama_stack.apis.models import Model
 from llama_stack.distribution.request_context import provider_value
 
 from ..remote_common import vendor_model_name
-from .client import SSEDecoder, UpstreamHTTP, dumps
+from .client import SSEDecoder, Transport, UpstreamHTTP, dumps
 from .config import OpenAICompatConfig
 from .convert import chat_params, chat_response, completion_params, completion_response, embeddings_response
 from .errors import PROVIDER_DATA, Upstream, retry_delay, translate
@@ -56,7 +56,7 @@ class StreamState(Protocol[Out]):
 class OpenAICompatInference:
     """Implements the Inference protocol and ModelOwner for one vendor and one config."""
 
-    def __init__(self, vendor: Vendor, config: OpenAICompatConfig) -> None:
+    def __init__(self, vendor: Vendor, config: OpenAICompatConfig, transport: Transport | None = None) -> None:
         url = config.url or vendor.default_url
         if not url:
             raise ValueError(
@@ -65,7 +65,7 @@ class OpenAICompatInference:
         self.vendor = vendor
         self.config = config
         self.upstream = Upstream(vendor.provider_type, url.rstrip("/"), config.timeout_s)
-        self.http = UpstreamHTTP(self.upstream.url, config.timeout_s, config.max_connections)
+        self.http = UpstreamHTTP(self.upstream.url, config.timeout_s, config.max_connections, transport)
 
     # --- keys ---------------------------------------------------------------------------------
 
