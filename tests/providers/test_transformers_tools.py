@@ -123,14 +123,10 @@ async def test_a_streamed_tool_call_arrives_as_tool_call_deltas_while_generated(
     assert all(isinstance(d, ToolCallDelta) for d in deltas), "no text before or around the call"
     tool_deltas = [d for d in deltas if isinstance(d, ToolCallDelta)]
     statuses = [d.parse_status for d in tool_deltas]
-    # The call streams as it is generated: one in_progress delta per token after the python tag.
+    # The call streams as it is generated: one in_progress delta per token, the python tag first.
     pieces = [str(d.content) for d in tool_deltas if d.parse_status == ToolCallParseStatus.in_progress]
-    assert len(pieces) == 7
-    assert statuses == [
-        ToolCallParseStatus.started,
-        *[ToolCallParseStatus.in_progress] * 7,
-        ToolCallParseStatus.success,
-    ]
+    assert pieces[0] == "<|python_tag|>" and len(pieces) == 8
+    assert statuses == ["started", *["in_progress"] * 8, "success"]
     assert "".join(pieces) == '<|python_tag|>[get_weather(city="Paris")]'
     call = tool_deltas[-1].content
     assert isinstance(call, ToolCall) and (call.tool_name, call.arguments) == PARIS[0]
