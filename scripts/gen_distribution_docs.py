@@ -9,11 +9,13 @@ table, which tests/deploy/test_distributions.py keeps equal to what the run.yaml
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from llama_stack.distribution.spec import ENV_REFERENCE, load_run_config, parse_yaml_file
 from llama_stack.distribution.templates import Template, list_templates
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "distributions.md"
@@ -106,6 +108,38 @@ def section(template: Template) -> list[str]:
     return lines
 
 
+def shield_cell(template: Template) -> str:
+    """The shields a run.yaml registers, as written: an env-driven id shows its default and variable."""
+    run = parse_yaml_file(template.run_yaml)
+    types = {
+        entry.get("provider_id"): entry.get("provider_type")
+        for entries in (run.get("providers") or {}).values()
+        for entry in entries or []
+    }
+    cells = []
+    for shield in run.get("shields") or []:
+        written = str(shield.get("shield_id", ""))
+        reference = ENV_REFERENCE.fullmatch(written)
+        if reference is None:
+            name = f"`{written}`"
+        elif reference.group("default"):
+            name = f"`{reference.group('default')}` (`{reference.group('name')}`; empty: off)"
+        else:
+            name = f"`${reference.group('name')}` (off unless set)"
+        cells.append(f"{name} by `{types.get(shield.get('provider_id'), '?')}`")
+    return "<br>".join(cells) or "none"
+
+
+def served_table(templates: list[Template]) -> list[str]:
+    lines = ["| Distribution | APIs served | Shields |", "|--------------|-------------|---------|"]
+    # The defaults switch some shields off; the table says so, so the warning would only be noise.
+    logging.getLogger("llama_stack.distribution.spec").setLevel(logging.ERROR)
+    for template in templates:
+        apis = ", ".join(api.value for api in load_run_config(template.run_yaml, env={}).served_apis())
+        lines.append(f"| {template.name} | {apis} | {shield_cell(template)} |")
+    return lines
+
+
 def render() -> str:
     templates = list_templates()
     lines = [
@@ -124,6 +158,8 @@ def render() -> str:
     ]
     for template in templates:
         lines.append(f"| [{template.name}](#{template.name}) | {template.description()} |")
+    lines += ["", "What each one serves out of the box, with its defaults:", ""]
+    lines += served_table(templates)
     lines.append("")
     for template in templates:
         lines += section(template)
