@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
@@ -81,8 +82,16 @@ async def test_the_next_turn_may_start_as_soon_as_turn_complete_arrives(tmp_path
         assert await history(agents, agent_id, session_id) == ["one", "two"]
 
 
-async def test_replicas_sharing_a_store_refuse_each_other_s_concurrent_turns(tmp_path: Path) -> None:
-    store = {"type": "sqlite", "db_path": str(tmp_path / "shared-agents.db")}
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+async def test_replicas_sharing_a_store_refuse_each_other_s_concurrent_turns(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    namespace = f"lease{uuid.uuid4().hex[:8]}"
+    store: dict[str, Any] = {"type": "sqlite", "db_path": str(tmp_path / "shared-agents.db")}
+    if backend == "redis":
+        store = {"type": "redis", "url": request.getfixturevalue("redis_url"), "namespace": namespace}
+    elif backend == "postgres":
+        store = {"type": "postgres", "dsn": request.getfixturevalue("postgres_dsn"), "table_name": namespace}
     slow = {"latency_s": 4 * LEASE_S}
     async with (
         running(run_config(tmp_path / "a", agents_store=store, llm=slow, lease_s=LEASE_S)) as replica_a,
