@@ -156,7 +156,7 @@ class AgentConfig(_StrictWire):
     tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
 
 
-class Attachment(WireModel):
+class Attachment(_StrictWire):
     content: InterleavedContent | URL
     mime_type: str
 
@@ -299,6 +299,9 @@ class GetSessionRequest(SessionRef):
 
 
 class CreateTurnRequest(SessionRef):
+    # Unknown fields are kept so the turn can refuse them by name (see _StrictWire).
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
     messages: list[TurnInputMessage] = Field(min_length=1)
     attachments: list[Attachment] = Field(default_factory=list)
     stream: bool = False

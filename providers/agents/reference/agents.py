@@ -48,7 +48,7 @@ from .history import session_messages
 from .lease import SessionLeases
 from .persistence import AgentRecord, AgentStore, SessionRecord, random_id
 from .turn import TurnPlan, TurnRunner
-from .validation import check_agent_config, model_ids
+from .validation import check_agent_config, check_turn_request, model_ids
 
 
 class MetaReferenceAgents:
@@ -160,6 +160,7 @@ class MetaReferenceAgents:
     async def _turn(self, request: CreateTurnRequest) -> AsyncIterator[TurnStreamChunk]:
         # Everything that can refuse the request happens before the first event, so the route
         # still answers with a status code (404, 403, 409, 400) rather than an error inside a stream.
+        check_turn_request(request)
         agent, _ = await self._session(request.agent_id, request.session_id)
         for model_id in model_ids(agent.agent_config):
             require_model(model_id)

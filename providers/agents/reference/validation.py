@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from llama_stack.apis.agents import (
     AgentConfig,
+    CreateTurnRequest,
     CustomQueryGeneratorConfig,
     LLMQueryGeneratorConfig,
     MemoryToolDefinition,
@@ -27,15 +28,23 @@ from llama_stack.providers.agents.tools.query_template import check_template
 
 def unknown_fields(model: BaseModel, path: str) -> list[str]:
     """Paths of the fields a client sent that `model` (and the models inside it) does not define."""
-    found = [f"{path}.{name}" for name in (model.model_extra or {})]
+    prefix = f"{path}." if path else ""
+    found = [prefix + name for name in (model.model_extra or {})]
     for name in type(model).model_fields:
         value = getattr(model, name)
         items = value if isinstance(value, list) else [value]
         for index, item in enumerate(items):
             if isinstance(item, BaseModel):
-                where = f"{path}.{name}[{index}]" if isinstance(value, list) else f"{path}.{name}"
+                where = f"{prefix}{name}[{index}]" if isinstance(value, list) else prefix + name
                 found.extend(unknown_fields(item, where))
     return found
+
+
+def check_turn_request(request: CreateTurnRequest) -> None:
+    """A turn request with fields v0.0.63 does not define is refused, naming them."""
+    unknown = unknown_fields(request, "")
+    if unknown:
+        raise InvalidRequest(f"the turn request has fields this server does not know: {', '.join(unknown)}")
 
 
 def refused_fields(config: AgentConfig) -> list[str]:

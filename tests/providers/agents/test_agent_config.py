@@ -4,11 +4,19 @@ execution, memory bank types and keys, fields the server does not know."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from llama_stack.apis.agents import AgentConfig, CreateAgentRequest, ShieldCallStep, StepStartPayload
+from llama_stack.apis.agents import (
+    AgentConfig,
+    CreateAgentRequest,
+    CreateTurnRequest,
+    GetSessionRequest,
+    ShieldCallStep,
+    StepStartPayload,
+)
 from llama_stack.apis.common import ToolResponseMessage, UserMessage, content_text
 from llama_stack.apis.errors import InvalidRequest, MemoryBankNotFound, ModelNotFound, ShieldNotFound
 from llama_stack.apis.inference import ChatCompletionRequest
@@ -265,3 +273,20 @@ async def test_the_app_s_own_context_is_kept_beside_the_retrieved_one(agent_stac
         assert isinstance(last, UserMessage)
         context = content_text(last.context or "")
         assert context.startswith("The user lives in Lyon.") and "Paris is the capital" in context
+
+
+async def test_a_turn_request_with_fields_the_server_does_not_know_is_refused_by_name(
+    agent_stack: StackFactory,
+) -> None:
+    async with agent_stack() as stack:
+        agents = stack.routers[Api.agents]
+        agent_id, session_id = await new_session(agents)
+        base = {"agent_id": agent_id, "session_id": session_id, "messages": [{"role": "user", "content": "hi"}]}
+        for extra, named in (
+            ({"tool_config": {"tool_choice": "none"}}, "tool_config"),
+            ({"attachments": [{"content": "notes", "mime_type": "text/plain", "url": "x"}]}, "attachments[0].url"),
+        ):
+            request = CreateTurnRequest.model_validate({**base, **extra})
+            with pytest.raises(InvalidRequest, match=r"does not know: " + re.escape(named)):
+                [chunk async for chunk in agents.create_turn(request)]
+        assert (await agents.get_session(GetSessionRequest(agent_id=agent_id, session_id=session_id))).turns == []
