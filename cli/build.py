@@ -245,7 +245,7 @@ def default_container_dir(name: str) -> Path:
     return Path("~/.llama/containers").expanduser() / name
 
 
-def _wheel_sets(plan: BuildPlan, own_requirement: str) -> list[wheelhouse.WheelSet]:
+def wheel_sets(plan: BuildPlan, own_requirement: str) -> list[wheelhouse.WheelSet]:
     sets = []
     if plan.needs_torch:
         sets.append(wheelhouse.WheelSet("torch", (wheelhouse.TORCH_CPU_REQUIREMENT,), index=wheelhouse.TORCH_CPU_INDEX))
@@ -292,8 +292,7 @@ def dockerfile(plan: BuildPlan) -> str:
         f"    && install -d -o {CONTAINER_UID} -g {CONTAINER_UID} {home}/.llama \\",
         f"    && python3 -m venv {IMAGE_VENV}",
         "",
-        "# Layers from the wheels that change least to this package's own: torch (CPU build), the",
-        "# other dependencies, then the package; each folder's wheels are pinned and complete.",
+        "# One layer per wheelhouse folder, from the one that changes least to this package's own.",
     ]
     if plan.needs_torch:
         lines += _install_layer("torch")
@@ -387,7 +386,7 @@ def write_container_context(
     else:
         own = source.requirement(plan.extras)
     cache = cache_dir or wheelhouse.default_cache_dir()
-    wheelhouse.resolve(_wheel_sets(plan, own), wheels, cache, run)
+    wheelhouse.resolve(wheel_sets(plan, own), wheels, cache, run)
     wheelhouse.move_dependencies(wheels / "app", wheels / "deps")
     for folder in wheels.iterdir():
         wheelhouse.write_manifests(folder)

@@ -30,6 +30,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 Runner = Callable[[Sequence[str]], None]
@@ -47,6 +48,7 @@ OWN_WHEEL_PREFIX = "llamastack_lite-"
 # Wheels built from a checkout carry this date, not the files' times: the same source gives the
 # same wheel, so an image layer keyed by its hash is reused.
 REPRODUCIBLE_EPOCH = "315532800"
+MIN_SETUPTOOLS = 68  # pyproject.toml's build-system.requires
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,16 @@ def _cache_new_wheels(folder: Path, cache_dir: Path) -> None:
         partial.replace(target)  # a concurrent build never sees half a wheel
 
 
+def _has_build_backend() -> bool:
+    """Whether this Python has the setuptools the checkout's pyproject.toml asks for: then pip
+    builds with it instead of installing one into an isolated environment (three times slower)."""
+    try:
+        major = int(metadata.version("setuptools").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+    return major >= MIN_SETUPTOOLS
+
+
 def build_own_wheel(source_root: Path, folder: Path, copy_source: Callable[[Path, Path], None], run: Runner) -> None:
     """This package's wheel, built from a clean copy of the checkout (no build/ or egg-info left in it)."""
     with tempfile.TemporaryDirectory(prefix="llamastack-wheel-") as scratch:
@@ -114,7 +126,8 @@ def build_own_wheel(source_root: Path, folder: Path, copy_source: Callable[[Path
         previous = os.environ.get("SOURCE_DATE_EPOCH")
         os.environ["SOURCE_DATE_EPOCH"] = REPRODUCIBLE_EPOCH
         try:
-            run(pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), str(copy)))
+            isolation = ["--no-build-isolation"] if _has_build_backend() else []
+            run(pip("wheel", "--quiet", "--no-deps", *isolation, "--wheel-dir", str(folder), str(copy)))
         finally:
             if previous is None:
                 del os.environ["SOURCE_DATE_EPOCH"]
@@ -124,6 +137,7 @@ def build_own_wheel(source_root: Path, folder: Path, copy_source: Callable[[Path
 
 def resolve(wheel_sets: Sequence[WheelSet], wheels_dir: Path, cache_dir: Path, run: Runner) -> None:
     """Fill each set's folder with its whole dependency closure, and write its requirement files."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
     for wheel_set in wheel_sets:
         folder = wheels_dir / wheel_set.folder
         folder.mkdir(parents=True, exist_ok=True)

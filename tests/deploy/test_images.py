@@ -10,6 +10,7 @@ Each test prints the image's size, its build time and its start-to-healthy time 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 from llama_stack_client import LlamaStackClient
 
-from tests.deploy.engine import Image, Podman, build_image, podman_or_skip, running
+from llama_stack.cli import build as builder
+from tests.deploy.engine import BASE_IMAGE, Image, Podman, build_image, podman_or_skip, running
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.servers import free_port
 
@@ -58,7 +60,12 @@ def volume(podman: Podman, request: pytest.FixtureRequest) -> Iterator[str]:
     podman("volume", "rm", "-f", name, check=False)
 
 
-def models_by_type(client: LlamaStackClient) -> dict[str, str]:
+def official_client(url: str, timeout: float = 120) -> Any:
+    """The 0.0.63 client, typed loosely: its stubs give results as unions that tests check at runtime."""
+    return LlamaStackClient(base_url=url, timeout=timeout)
+
+
+def models_by_type(client: Any) -> dict[str, str]:
     return {m.model_type: m.identifier for m in client.models.list()}
 
 
@@ -82,7 +89,7 @@ def test_the_demo_image_serves_the_official_client_and_keeps_its_state(
         print(f"\ndemo: healthy {healthy_after:.1f} s after start")
         assert podman("exec", container.name, "id", "-u").stdout.strip() == "1000"
 
-        client = LlamaStackClient(base_url=container.url, timeout=120)
+        client = official_client(container.url)
         models = models_by_type(client)
         llm, embedder = models["llm"], models["embedding"]
         reply = client.inference.chat_completion(
@@ -104,7 +111,7 @@ def test_the_demo_image_serves_the_official_client_and_keeps_its_state(
         found = client.memory.query(bank_id="facts", query="Is llama fleece soft?", params={"max_chunks": 1})
         assert "lanolin-free" in found.chunks[0].content
 
-        agent = client.agents.create(agent_config=agent_config(llm))  # type: ignore[arg-type]
+        agent = client.agents.create(agent_config=agent_config(llm))
         session = client.agents.session.create(agent_id=agent.agent_id, session_name="in-a-container")
         turn = client.agents.turn.create(
             agent_id=agent.agent_id,
@@ -117,7 +124,7 @@ def test_the_demo_image_serves_the_official_client_and_keeps_its_state(
         # A restart (SIGTERM, then a new process) finds the registry, the bank and the session in the volume.
         container.restart()
         print(f"demo: healthy {container.wait_healthy():.1f} s after a restart")
-        client = LlamaStackClient(base_url=container.url, timeout=120)
+        client = official_client(container.url)
         assert "facts" in [b.identifier for b in client.memory_banks.list()]
         again = client.memory.query(bank_id="facts", query="When is income tax due?", params={"max_chunks": 1})
         assert "April" in again.chunks[0].content
@@ -140,7 +147,7 @@ def test_the_vllm_image_serves_through_the_fake_vllm(podman: Podman, vllm_image:
         "-e", f"LLAMA_STACK_PORT={port}", "-e", f"VLLM_URL={fake.base_url}", "-e", f"INFERENCE_MODEL={model}",
     ) as container:  # fmt: skip
         print(f"\nvllm: healthy {container.wait_healthy():.1f} s after start")
-        client = LlamaStackClient(base_url=container.url, timeout=60)
+        client = official_client(container.url, 60)
         assert models_by_type(client)["llm"] == model
         reply = client.inference.chat_completion(model_id=model, messages=[{"role": "user", "content": "Hi"}])
         assert reply.completion_message.content
@@ -148,7 +155,7 @@ def test_the_vllm_image_serves_through_the_fake_vllm(podman: Podman, vllm_image:
             client.inference.chat_completion(model_id=model, messages=[{"role": "user", "content": "Hi"}], stream=True)
         )
         assert "".join(c.event.delta for c in chunks) == reply.completion_message.content
-        assert fake.state.requests["/v1/chat/completions"] == 2
+        assert fake.state.requests["chat"] == 2  # answered by the fake, through the host network
         vectors = client.inference.embeddings(model_id="all-MiniLM-L6-v2", contents=["served locally"])
         assert len(vectors.embeddings[0]) == 384
 
@@ -156,12 +163,14 @@ def test_the_vllm_image_serves_through_the_fake_vllm(podman: Podman, vllm_image:
         assert exit_code == 0 and seconds < 15
 
 
-def test_a_rebuild_with_nothing_changed_reuses_every_layer(podman: Podman, demo_image: Image) -> None:
-    """The wheelhouse is content-addressed and this package's wheel reproducible: building again
-    from the same checkout changes no layer, so the image id stays the same."""
+def test_a_rebuild_of_the_same_context_reuses_every_layer(podman: Podman, demo_image: Image) -> None:
+    """Each layer is keyed by the hashes of the wheels it installs: the same context (the same
+    wheels) builds the same image, in seconds, without network."""
     before = podman("image", "inspect", "--format", "{{.Id}}", demo_image.tag).stdout.strip()
-    again = build_image(podman, demo_image.context, demo_image.tag, "--template", "demo")
-    print(f"\ndemo image rebuilt in {again.build_seconds:.0f} s")
+    command = builder.container_build_command(podman.binary, demo_image.tag, demo_image.context, BASE_IMAGE)
+    started = time.monotonic()
+    podman(*command[1:], timeout=600)
+    print(f"\ndemo image rebuilt from the same context in {time.monotonic() - started:.0f} s")
     assert podman("image", "inspect", "--format", "{{.Id}}", demo_image.tag).stdout.strip() == before
 
 
