@@ -180,5 +180,15 @@ class ChromaStore:
                 return chunks
             offset += _PAGE
 
+    async def document_chunks(self, bank_id: str, document_ids: list[str]) -> list[StoredChunk]:
+        collection = self._collection(bank_id)
+        page = await self._call(
+            f"reading bank '{bank_id}'",
+            collection.get,
+            where={"document_id": {"$in": document_ids}},
+            include=["documents", "metadatas"],
+        )
+        return [_chunk(c, m) for c, m in zip(page["documents"], page["metadatas"], strict=True)]
+
     async def close(self) -> None:
         self.collections.clear()

@@ -129,9 +129,7 @@ class MemoryEngine:
         # Only the write is serialised per bank: concurrent inserts embed in parallel.
         async with self._write_lock(bank):
             await self.vectors.replace_documents(bank.provider_resource_id, ids, chunks, vectors)
-            await self.vector_keyword.wrote(
-                bank.provider_resource_id, lambda index: index.replace_documents(ids, chunks)
-            )
+            await self.vector_keyword.wrote(bank.provider_resource_id, ids, chunks)
 
     async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
         bank = self._bank(request.bank_id)
@@ -140,9 +138,7 @@ class MemoryEngine:
         nothing = np.zeros((0, bank.embedding_dimension or 0), dtype=np.float32)
         async with self._write_lock(bank):
             await self.vectors.replace_documents(bank.provider_resource_id, request.document_ids, [], nothing)
-            await self.vector_keyword.wrote(
-                bank.provider_resource_id, lambda index: index.remove_documents(request.document_ids)
-            )
+            await self.vector_keyword.wrote(bank.provider_resource_id, request.document_ids, [])
 
     def _write_lock(self, bank: MemoryBank) -> asyncio.Lock:
         return self.write_locks.setdefault(bank.provider_resource_id, asyncio.Lock())
@@ -238,4 +234,8 @@ class MemoryEngine:
         return reciprocal_rank_fusion([by_vector, by_keyword])
 
     async def _vector_keyword_index(self, bank_id: str) -> BM25Index:
-        return await self.vector_keyword.current(bank_id, lambda: self.vectors.all_chunks(bank_id))
+        return await self.vector_keyword.current(
+            bank_id,
+            lambda: self.vectors.all_chunks(bank_id),
+            lambda document_ids: self.vectors.document_chunks(bank_id, document_ids),
+        )

@@ -70,6 +70,14 @@ class KVBanks:
     async def _chunks(self, bank_id: str) -> list[StoredChunk]:
         return [chunk for raw in await self._values(bank_id) for chunk in _decode(raw)]
 
+    async def _document_chunks(self, bank_id: str, document_ids: list[str]) -> list[StoredChunk]:
+        chunks: list[StoredChunk] = []
+        for document_id in document_ids:
+            raw = await self.store.get(_document_key(bank_id, document_id))
+            if raw is not None:  # a deleted document has no chunks
+                chunks += _decode(raw)
+        return chunks
+
     async def write(self, bank_id: str, documents: list[list[StoredChunk]]) -> None:
         """Store each document (its chunks, in order), replacing one with the same id."""
         written: list[tuple[str, str | None]] = []
@@ -89,11 +97,12 @@ class KVBanks:
                 raise
             raise ProviderError(f"writing to the memory kvstore failed; nothing was stored ({e})") from e
         replaced = [chunks[0].document_id for chunks in documents]
-        written_chunks = [chunk for chunks in documents for chunk in chunks]
-        await self.keyword_indexes.wrote(bank_id, lambda index: index.replace_documents(replaced, written_chunks))
+        await self.keyword_indexes.wrote(bank_id, replaced, [chunk for chunks in documents for chunk in chunks])
 
     async def keyword_search(self, bank_id: str, query: str, k: int, filters: Filters) -> list[ScoredChunk]:
-        index = await self.keyword_indexes.current(bank_id, lambda: self._chunks(bank_id))
+        index = await self.keyword_indexes.current(
+            bank_id, lambda: self._chunks(bank_id), lambda document_ids: self._document_chunks(bank_id, document_ids)
+        )
         return index.search(query, k, filters)
 
     async def lookup(self, bank_id: str, key: str, filters: Filters) -> list[ScoredChunk]:

@@ -226,6 +226,11 @@ class FaissVectorStore:
         with bank.lock:
             return list(bank.chunks.values())
 
+    async def document_chunks(self, bank_id: str, document_ids: list[str]) -> list[StoredChunk]:
+        wanted, bank = set(document_ids), self._bank(bank_id)
+        with bank.lock:
+            return [chunk for chunk in bank.chunks.values() if chunk.document_id in wanted]
+
     async def close(self) -> None:
         for bank in self.banks.values():
             bank.close()

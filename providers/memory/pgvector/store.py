@@ -211,5 +211,16 @@ class PgVectorStore:
             raise self._upstream(f"reading bank '{bank_id}'", e) from e
         return [_chunk(row) for row in rows]
 
+    async def document_chunks(self, bank_id: str, document_ids: list[str]) -> list[StoredChunk]:
+        table = self._table(bank_id)
+        query = sql.SQL("SELECT {} FROM {} WHERE document_id = ANY(%s) ORDER BY id").format(_COLUMNS, table)
+        try:
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(query, (document_ids,))
+                rows = await cursor.fetchall()
+        except (psycopg.Error, PoolTimeout) as e:
+            raise self._upstream(f"reading bank '{bank_id}'", e) from e
+        return [_chunk(row) for row in rows]
+
     async def close(self) -> None:
         await self.pool.close()

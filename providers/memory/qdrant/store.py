@@ -163,5 +163,21 @@ class QdrantStore:
         except Exception as e:
             raise self._upstream(f"reading bank '{bank_id}'", e) from e
 
+    async def document_chunks(self, bank_id: str, document_ids: list[str]) -> list[StoredChunk]:
+        m, name = self.models, self._name(bank_id)
+        only = m.Filter(must=[m.FieldCondition(key="document_id", match=m.MatchAny(any=document_ids))])
+        chunks: list[StoredChunk] = []
+        offset: Any = None
+        try:
+            while True:
+                points, offset = await self.client.scroll(
+                    name, scroll_filter=only, limit=_PAGE, offset=offset, with_payload=True
+                )
+                chunks += [_chunk(point.payload or {}) for point in points]
+                if offset is None:
+                    return chunks
+        except Exception as e:
+            raise self._upstream(f"reading bank '{bank_id}'", e) from e
+
     async def close(self) -> None:
         await self.client.close()

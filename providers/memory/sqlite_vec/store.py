@@ -209,5 +209,21 @@ class SqliteVecStore:
         result: list[StoredChunk] = await self._run(read)
         return result
 
+    async def document_chunks(self, bank_id: str, document_ids: list[str]) -> list[StoredChunk]:
+        def read() -> list[StoredChunk]:
+            self._table(bank_id)
+            chunks: list[StoredChunk] = []
+            for start in range(0, len(document_ids), 500):  # under SQLite's limit on bound parameters
+                some = document_ids[start : start + 500]
+                query = (
+                    f"SELECT {_CHUNK_COLUMNS} FROM memory_chunks WHERE bank = ? "
+                    f"AND document_id IN ({','.join('?' * len(some))}) ORDER BY id"
+                )
+                chunks += [_row_chunk(row) for row in self.conn.execute(query, (self.tables[bank_id][0], *some))]
+            return chunks
+
+        result: list[StoredChunk] = await self._run(read)
+        return result
+
     async def close(self) -> None:
         await self._run(self.conn.close)

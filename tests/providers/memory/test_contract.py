@@ -249,3 +249,11 @@ async def test_a_restart_keeps_banks_and_documents(harness: MemoryHarness, serve
         assert set(await second.document_ids(vector, "ice and sea", max_chunks=5)) == {"tides", "glaciers"}
     finally:
         await second.shutdown()
+
+
+async def test_the_chunks_of_named_documents_are_read_back(harness: MemoryHarness, animals: str) -> None:
+    # Keyword search on another replica catches up with a write by reading just these chunks.
+    chunks = await harness.provider.vectors.document_chunks(animals, ["cat", "rust", "no-such-document"])
+    assert sorted((chunk.document_id, chunk.chunk_index) for chunk in chunks) == [("cat", 0), ("rust", 0)]
+    assert {chunk.document_id: chunk.metadata["kind"] for chunk in chunks} == {"cat": "animal", "rust": "tech"}
+    assert all("Cats are small" in chunk.content for chunk in chunks if chunk.document_id == "cat")

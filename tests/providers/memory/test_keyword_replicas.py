@@ -1,0 +1,63 @@
+"""Keyword search on two memory providers that share one kvstore, as two replicas do: each keeps
+its own BM25 indexes and answers as the other after any number of the other's writes, whether it
+catches up from the change log or rebuilds after more writes than the log keeps. Real inline::faiss
+providers and a real SQLite kvstore file shared by both; the embedder is the hashing stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llama_stack.apis.memory import InsertDocumentsRequest, QueryDocumentsRequest
+from llama_stack.apis.memory_banks import KeywordMemoryBank
+from llama_stack.distribution.outbound import OutboundPolicy
+from llama_stack.distribution.provider import Api, Deps
+from llama_stack.providers.memory.common.keyword_indexes import KEEP_CHANGES
+from llama_stack.providers.memory.faiss import FaissMemoryConfig, get_provider_impl
+from tests.providers.memory.hashing import HashingEmbedder
+
+BANK = KeywordMemoryBank(identifier="notes", provider_resource_id="notes", provider_id="faiss")
+
+
+async def replica(tmp_path: Path, name: str) -> Any:
+    config = FaissMemoryConfig(
+        persist_dir=str(tmp_path / name), kvstore={"type": "sqlite", "db_path": str(tmp_path / "shared-kv.db")}
+    )
+    engine = await get_provider_impl(config, Deps({Api.inference: HashingEmbedder()}, outbound=OutboundPolicy()))
+    await engine.register_memory_bank(BANK)
+    return engine
+
+
+async def write(engine: Any, **documents: str) -> None:
+    docs = [{"document_id": key, "content": text, "metadata": {}} for key, text in documents.items()]
+    await engine.insert_documents(InsertDocumentsRequest.model_validate({"bank_id": "notes", "documents": docs}))
+
+
+async def found(engine: Any, query: str) -> list[tuple[str, str, float]]:
+    request = QueryDocumentsRequest.model_validate({"bank_id": "notes", "query": query, "params": {"max_chunks": 10}})
+    response = await engine.query_documents(request)
+    return [(c.document_id, str(c.content), round(s, 9)) for c, s in zip(response.chunks, response.scores, strict=True)]
+
+
+async def test_each_replica_sees_the_others_writes_by_catching_up_or_rebuilding(tmp_path: Path) -> None:
+    one, two = await replica(tmp_path, "one"), await replica(tmp_path, "two")
+    try:
+        await write(one, a="Paper lanterns float on the river.", b="Old maps in a quiet library.")
+        assert await found(one, "lanterns river") == await found(two, "lanterns river")  # both built now
+
+        await write(two, a="A zebra crossing by the station.")  # a replacement, logged
+        assert [doc for doc, _, _ in await found(one, "lanterns")] == []
+        assert await found(one, "zebra maps") == await found(two, "zebra maps")
+
+        for i in range(KEEP_CHANGES + 5):  # more writes than the log keeps: `two` must rebuild
+            await write(one, **{f"n{i % 7}": f"note {i} about lanterns and maps"})
+        assert await found(two, "lanterns maps") == await found(one, "lanterns maps")
+        assert await found(two, "zebra") == await found(one, "zebra")
+
+        await write(one, b="Boats at the festival.")
+        await write(two, c="Fireworks over the festival.")
+        assert await found(one, "festival") == await found(two, "festival")
+        assert {doc for doc, _, _ in await found(two, "festival")} == {"b", "c"}
+    finally:
+        await one.shutdown()
+        await two.shutdown()
