@@ -44,10 +44,10 @@ PROVIDER_APIS = (Api.inference, Api.safety, Api.memory, Api.agents)
 class ApiNotServed(NotImplementedYet):
     """The one answer for a call to an API the distribution does not serve (501)."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, distribution: str | None = None) -> None:
+        which = f"the '{distribution}' distribution" if distribution else "this distribution"
         super().__init__(
-            f"the {api.value} API is not served by this distribution: add a provider under "
-            f"providers.{api.value} in its run.yaml"
+            f"the {api.value} API is not served by {which}: add a provider under providers.{api.value} in its run.yaml"
         )
         self.api = api
 
@@ -56,8 +56,9 @@ class ApiRouters:
     """The router of each API, typed by that API's Protocol: `routers[Api.inference]` is an
     Inference, and raises ApiNotServed where there is none; `get` answers None instead."""
 
-    def __init__(self, routers: Mapping[Api, object] | None = None) -> None:
+    def __init__(self, routers: Mapping[Api, object] | None = None, distribution: str | None = None) -> None:
         self._routers: dict[Api, object] = dict(routers or {})
+        self.distribution = distribution  # named in ApiNotServed's message
 
     # fmt: off
     @overload
@@ -81,7 +82,7 @@ class ApiRouters:
     def __getitem__(self, api: Api) -> object:
         router = self._routers.get(api)
         if router is None:
-            raise ApiNotServed(api)
+            raise ApiNotServed(api, self.distribution)
         return router
 
     # fmt: off

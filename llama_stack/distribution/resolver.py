@@ -132,7 +132,7 @@ def _build_router(api: Api, stack: Stack, impls: dict[str, Any], outbound: Outbo
 
 
 def _face_routers(stack: Stack) -> ApiRouters:
-    faces = ApiRouters({api: stack.routers.get(api) for api in stack.routers})
+    faces = ApiRouters({api: stack.routers.get(api) for api in stack.routers}, stack.config.image_name)
     inference, agents = stack.routers.get(Api.inference), stack.routers.get(Api.agents)
     if inference is not None:
         faces.set(Api.inference, stack.operations.scoped_inference(inference))
@@ -186,6 +186,7 @@ async def build_stack(config: RunConfig) -> Stack:
         shields=ShieldsTable({}, store),
         memory_banks=MemoryBanksTable({}, store, models),
         operations=Operations(config.server, store),
+        routers=ApiRouters(distribution=config.image_name),
     )
     outbound = OutboundPolicy.from_config(config.server.outbound)
     multi_tenant = bool(config.server.auth and config.server.auth.keys)

@@ -27,21 +27,19 @@ from llama_stack.apis.models import ModelType
 from llama_stack.distribution.guardrails import GuardedChat, Guardrails, guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack
-from llama_stack.server import openai_types as oai
-from llama_stack.server.errors import stream_error_event
-from llama_stack.server.openai_mapping import (
+from llama_stack.models.openai.answers import (
     StopSequenceFilter,
-    chat_logprobs,
+    chat_logprobs_body,
     cut_at_stop,
     finish_reason,
     new_id,
     now,
-    stop_sequences,
-    to_chat_request,
-    to_completion_request,
     tool_call_body,
     usage_body,
 )
+from llama_stack.models.openai.requests import stop_sequences, to_chat_request, to_completion_request
+from llama_stack.server import openai_types as oai
+from llama_stack.server.errors import stream_error_event
 from llama_stack.server.params import json_response
 from llama_stack.server.sse import sse_response
 
@@ -100,7 +98,7 @@ def openai_router(stack: Stack) -> APIRouter:
             "index": 0,
             "message": reply,
             "finish_reason": "stop" if stopped else finish_reason(message.stop_reason, bool(calls)),
-            "logprobs": chat_logprobs(response.logprobs),
+            "logprobs": chat_logprobs_body(response.logprobs),
         }
         return json_response(
             _content_filtered(
@@ -239,7 +237,7 @@ async def _chat_stream(
                 continue
             text, stopped = stop_filter.feed(event.delta)
             if text or event.logprobs:
-                yield chunk({"content": text}, logprobs=chat_logprobs(event.logprobs))
+                yield chunk({"content": text}, logprobs=chat_logprobs_body(event.logprobs))
             if stopped:
                 break
         rest = stop_filter.flush()

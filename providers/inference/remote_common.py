@@ -2,14 +2,15 @@
 
 Llama model ids come in two spellings the stack accepts: the descriptor (`Llama3.2-3B-Instruct`)
 and the Hugging Face repo (`meta-llama/Llama-3.2-3B-Instruct`); remote providers key their
-model-id maps by descriptor. Tool definitions become JSON schemas for backends that take them.
+model-id maps by descriptor. Tool definitions become JSON schemas for backends that take them
+(the OpenAI wire module's tool_parameters_schema).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from llama_stack.models.openai.requests import tool_parameters_schema
 
-from llama_stack.apis.common import BuiltinTool, ToolDefinition
+__all__ = ["LLAMA_MODELS", "llama_descriptor", "tool_parameters_schema", "vendor_model_name"]
 
 # descriptor -> Hugging Face repo; the models a remote vendor may serve under its own names.
 LLAMA_MODELS: dict[str, str] = {
@@ -50,46 +51,3 @@ def vendor_model_name(model_id: str, vendor_ids: dict[str, str], overrides: dict
     if descriptor is not None and descriptor in vendor_ids:
         return vendor_ids[descriptor]
     return model_id
-
-
-JSON_TYPES = {
-    "str": "string",
-    "string": "string",
-    "int": "integer",
-    "integer": "integer",
-    "float": "number",
-    "number": "number",
-    "bool": "boolean",
-    "boolean": "boolean",
-    "list": "array",
-    "array": "array",
-    "dict": "object",
-    "object": "object",
-}
-# Builtin tools reach a remote backend as plain functions with these parameters.
-BUILTIN_PARAMETERS = {
-    BuiltinTool.brave_search: ("query", "the search query"),
-    BuiltinTool.wolfram_alpha: ("query", "the question for Wolfram Alpha"),
-    BuiltinTool.photogen: ("query", "a description of the image to make"),
-    BuiltinTool.code_interpreter: ("code", "the Python code to run"),
-}
-
-
-def tool_parameters_schema(tool: ToolDefinition) -> dict[str, Any]:
-    """The JSON schema of a tool's parameters (`list[str]` -> array, unknown types -> string)."""
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    if tool.tool_name in BUILTIN_PARAMETERS and tool.parameters is None:
-        name, description = BUILTIN_PARAMETERS[BuiltinTool(tool.tool_name)]
-        properties[name] = {"type": "string", "description": description}
-        required.append(name)
-    for name, param in (tool.parameters or {}).items():
-        prop: dict[str, Any] = {"type": JSON_TYPES.get(param.param_type.split("[")[0].lower(), "string")}
-        if param.description:
-            prop["description"] = param.description
-        if param.default is not None:
-            prop["default"] = param.default
-        properties[name] = prop
-        if param.required:
-            required.append(name)
-    return {"type": "object", "properties": properties, "required": required}

@@ -36,8 +36,8 @@ from llama_stack.apis.responses import (
 )
 from llama_stack.apis.vector_stores import VectorStores
 from llama_stack.distribution.outbound import OutboundPolicy
+from llama_stack.models.openai.requests import to_chat_request
 from llama_stack.server import openai_types as oai
-from llama_stack.server.openai_mapping import to_chat_request
 
 from .items import Item, chat_messages, new_id, output_message
 from .store import ResponseStore, StoredResponse

@@ -28,11 +28,12 @@ from llama_stack.apis.inference import (
 )
 from llama_stack.apis.models import Model
 from llama_stack.distribution.request_context import provider_value
+from llama_stack.models.openai.answers import chat_response, completion_response, embeddings_response
+from llama_stack.models.openai.requests import chat_params, completion_params
 
 from ..remote_common import vendor_model_name
 from .client import SSEDecoder, Transport, UpstreamHTTP, dumps
 from .config import OpenAICompatConfig
-from .convert import chat_params, chat_response, completion_params, completion_response, embeddings_response
 from .errors import PROVIDER_DATA, Upstream, retry_delay, translate
 from .stream import ChatStream, CompletionStream, chat_event
 from .vendors import Vendor

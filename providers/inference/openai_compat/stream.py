@@ -2,7 +2,7 @@
 
 Text arrives as progress deltas. A tool call is announced (`started`), its argument fragments
 pass through as `in_progress` deltas, and when the upstream finishes the whole call is sent as
-`success` with the parsed ToolCall (or `failure` with the raw text: see convert.py). The
+`success` with the parsed ToolCall (or `failure` with the raw text). The
 `complete` event comes last, after the usage chunk that OpenAI sends once the choices are done.
 Chunks arrive as the parsed JSON of each SSE event (client.SSEDecoder).
 """
@@ -24,8 +24,7 @@ from llama_stack.apis.inference import (
     ToolCallParseStatus,
     Usage,
 )
-
-from .convert import chat_logprobs, completion_logprobs, parse_arguments, stop_reason, usage
+from llama_stack.models.openai.answers import chat_logprobs, completion_logprobs, parse_arguments, stop_reason, usage
 
 
 def chat_event(
