@@ -1,5 +1,6 @@
-"""Helpers shared by the deployment tests: write a distribution's container build context with the
-CLI (as a user would, on a machine with no container engine) and lint a Dockerfile with hadolint."""
+"""Helpers shared by the deployment tests: the Dockerfile `llama stack build --image-type container`
+writes for a build.yaml and run.yaml (without fetching its wheelhouse: tests/deploy/test_images.py
+builds whole contexts and images), and hadolint to lint it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from llama_stack.cli.main import app
+from llama_stack.cli import build as builder
+from llama_stack.distribution.spec import load_build_spec
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,18 @@ def no_engine_path(tmp_path: Path) -> str:
     return str(bin_dir)
 
 
-def write_context(tmp_path: Path, *source: str) -> Path:
-    """`llama stack build --image-type container` for `--template NAME` or `--config PATH`."""
-    out = tmp_path / "context"
-    result = CliRunner().invoke(
-        app,
-        ["stack", "build", *source, "--image-type", "container", "--output-dir", str(out)],
-        env={"PATH": no_engine_path(tmp_path), "COLUMNS": "200"},
-    )
-    assert result.exit_code == 0, result.output
-    assert "the image was not built" in result.stdout
-    return out
+def planned(build_yaml: Path, run_yaml: Path) -> builder.BuildPlan:
+    """The plan the CLI makes: the providers' extras and packages, plus the run.yaml's stores'."""
+    spec = load_build_spec(build_yaml)
+    plan = builder.plan_build(spec, builder.extras_needing_torch(builder.package_source()))
+    return builder.with_store_extras(plan, run_yaml)
+
+
+def write_dockerfile(tmp_path: Path, build_yaml: Path, run_yaml: Path) -> tuple[Path, builder.BuildPlan]:
+    plan = planned(build_yaml, run_yaml)
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(builder.dockerfile(plan))
+    return dockerfile, plan
 
 
 def hadolint_binary() -> str:

@@ -1,6 +1,7 @@
 """The Dockerfile `llama stack build --image-type container` writes for every shipped distribution:
-hadolint finds nothing at any level, the image is slim and runs as a non-root user, installs only
-that distribution's extras, and its HEALTHCHECK command really tells a live server from a dead one."""
+hadolint finds nothing at any level; the base is a build argument; the image runs as a non-root
+user, installs only from its wheelhouse (torch's CPU build in a layer of its own, only where a
+provider needs it); and its HEALTHCHECK command really tells a live server from a dead one."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Any
 import pytest
 
 from llama_stack.cli import build as builder
+from llama_stack.cli import wheelhouse
 from llama_stack.distribution.templates import get_template, template_names
-from tests.deploy.dockerfiles import hadolint, write_context
+from tests.deploy.dockerfiles import hadolint, write_dockerfile
 from tests.live import live_server
 
 DISTRIBUTIONS = template_names()
@@ -38,56 +40,78 @@ def reasons_are_given(dockerfile: str) -> None:
             assert above.startswith("# ") and "hadolint" not in above, f"no reason above: {line}"
 
 
+def dockerfile_of(name: str, tmp_path: Path) -> tuple[Path, builder.BuildPlan]:
+    template = get_template(name)
+    return write_dockerfile(tmp_path, template.build_yaml, template.run_yaml)
+
+
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
-def test_the_dockerfile_from_a_checkout_passes_hadolint(name: str, tmp_path: Path) -> None:
-    context = write_context(tmp_path, "--template", name)
-    dockerfile = context / "Dockerfile"
+def test_the_dockerfile_passes_hadolint(name: str, tmp_path: Path) -> None:
+    dockerfile, _ = dockerfile_of(name, tmp_path)
     assert hadolint(dockerfile) == []
     reasons_are_given(dockerfile.read_text())
 
 
 @pytest.mark.parametrize("name", DISTRIBUTIONS)
-def test_the_dockerfile_from_the_package_index_passes_hadolint(name: str, tmp_path: Path) -> None:
-    """Where the CLI runs from an installed wheel, the image installs `llamastack-lite==VERSION`."""
-    plan = builder.plan_build(get_template(name).build_spec(), {"torch", "embeddings"})
-    text = builder.dockerfile(plan, builder.PackageSource(None, "0.1.0"))
-    assert "llamastack-lite" in text and "==0.1.0" in text
-    dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text(text)
-    assert hadolint(dockerfile) == []
-    reasons_are_given(text)
-
-
-def pip_install_lines(dockerfile: str) -> list[str]:
-    return [line for line in dockerfile.splitlines() if line.startswith("RUN pip install")]
-
-
-@pytest.mark.parametrize("name", DISTRIBUTIONS)
-def test_slim_non_root_only_its_extras_and_a_health_check(name: str, tmp_path: Path) -> None:
-    text = (write_context(tmp_path, "--template", name) / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.\d+-slim$", text, re.MULTILINE)
+def test_non_root_from_its_wheelhouse_only_with_a_health_check(name: str, tmp_path: Path) -> None:
+    path, plan = dockerfile_of(name, tmp_path)
+    text = path.read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\n" in text
     users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
     assert users == ["1000:1000"], "the image must end as a numeric non-root user"
     assert "HEALTHCHECK" in text and "/alpha/health" in text
     assert 'ENTRYPOINT ["llama", "stack", "run", "/app/run.yaml"]' in text
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert installs and all("pip install --no-index" in line for line in installs)
+    assert "index-url" not in text and "http" not in text.replace("http://127.0.0.1:", "")
+    mounted = re.findall(r"^RUN --mount=type=bind,source=wheels/?(\w*),", text, re.MULTILINE)
+    torch = ["torch"] if name in NEEDS_TORCH else []
+    semgrep = ["semgrep"] if plan.needs_semgrep else []
+    assert mounted == [*torch, "deps", *semgrep, ""]
+    # Each folder's hashes are copied before the layer that installs it: the layer's cache key.
+    for folder in filter(None, mounted):
+        assert text.index(f"COPY wheels/{folder}/SHA256SUMS") < text.index(f"source=wheels/{folder},")
+    assert plan.needs_torch == (name in NEEDS_TORCH)
 
-    plan = builder.plan_build(get_template(name).build_spec(), builder.extras_needing_torch(builder.package_source()))
-    installs = pip_install_lines(text)
-    app_install = installs[-1]
-    extras = re.search(r"llamastack-lite(?:\[(?P<extras>[^\]]*)\])?", app_install)
-    assert extras is not None
-    assert tuple((extras["extras"] or "").split(",") if extras["extras"] else ()) == plan.extras
-    torch_installs = [line for line in installs if "torch==" in line]
-    if name in NEEDS_TORCH:
-        assert torch_installs == ["RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"]
-    else:
-        assert torch_installs == [] and "torch" not in text
+
+def test_the_app_requirement_names_exactly_the_extras() -> None:
+    """The wheelhouse resolves this package with the distribution's extras, from a checkout's
+    wheel or from the index alike; only a torch plan has a torch folder, asking PyTorch's index."""
+    for name in DISTRIBUTIONS:
+        template = get_template(name)
+        plan = builder.with_store_extras(
+            builder.plan_build(template.build_spec(), builder.extras_needing_torch(builder.package_source())),
+            template.run_yaml,
+        )
+        own = builder.PackageSource(None, "0.1.0").requirement(plan.extras)
+        sets = {s.folder: s for s in builder.wheel_sets(plan, own)}
+        assert sets["app"].requirements[0] == own
+        extras = re.search(r"llamastack-lite(?:\[(?P<extras>[^\]]*)\])?==0\.1\.0", own)
+        assert extras is not None and tuple(filter(None, (extras["extras"] or "").split(","))) == plan.extras
+        assert ("torch" in sets) == (name in NEEDS_TORCH)
+        if "torch" in sets:
+            assert sets["torch"].requirements == (wheelhouse.TORCH_CPU_REQUIREMENT,)
 
 
 def test_a_remote_distribution_installs_no_extra_but_its_own() -> None:
     bedrock = builder.plan_build(get_template("bedrock").build_spec(), {"torch", "embeddings"})
     together = builder.plan_build(get_template("together").build_spec(), {"torch", "embeddings"})
-    assert (bedrock.extras, together.extras) == (("bedrock",), ())
+    assert (bedrock.extras[:1], "torch" in together.extras) == (("bedrock",), False)
+
+
+def test_a_codeshield_plan_gets_semgrep_in_a_venv_of_its_own(tmp_path: Path) -> None:
+    """semgrep 1.100.0 in /opt/semgrep, codeshield without its dependencies in the server's venv,
+    and the osemgrep link CodeShield would otherwise make at startup (as a user who cannot)."""
+    plan = builder.BuildPlan("shielded", (), (), False, ("codeshield>=1.0.1",), needs_semgrep=True)
+    sets = {s.folder: s for s in builder.wheel_sets(plan, "llamastack-lite==0.1.0")}
+    assert sets["semgrep"].requirements == ("semgrep==1.100.0",)
+    assert sets["app"].no_deps == ("codeshield>=1.0.1",)
+    text = builder.dockerfile(plan)
+    assert "ln -s semgrep-core /opt/semgrep/core/osemgrep" in text
+    assert "PATH=/opt/llamastack/bin:/opt/semgrep/core:$PATH" in text
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(text)
+    assert hadolint(dockerfile) == []
 
 
 def test_hadolint_reports_what_the_generator_avoids(tmp_path: Path) -> None:
@@ -120,7 +144,7 @@ def run_health_check(command: list[str], port: int) -> subprocess.CompletedProce
 
 
 def test_the_health_check_passes_on_a_live_server_and_fails_on_a_dead_port(tmp_path: Path) -> None:
-    command = health_command((write_context(tmp_path, "--template", "together") / "Dockerfile").read_text())
+    command = health_command(dockerfile_of("together", tmp_path)[0].read_text())
     config: dict[str, Any] = {
         "version": 2,
         "image_name": "health",

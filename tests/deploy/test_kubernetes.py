@@ -16,7 +16,7 @@ import yaml
 from kubernetes_validate.utils import ValidationError
 
 from llama_stack.distribution.provider import Api
-from tests.deploy.dockerfiles import hadolint, write_context
+from tests.deploy.dockerfiles import hadolint, write_dockerfile
 from tests.deploy.stack_files import DEPLOY, check_run_config, ensure_providers_of, network_addresses
 
 K8S = DEPLOY / "kubernetes"
@@ -185,8 +185,7 @@ def test_the_configmap_holds_run_yaml_and_it_parses_with_the_pods_environment(tm
 
 def test_the_image_of_the_deployment_lints_clean(tmp_path: Path) -> None:
     ensure_providers_of(K8S / "run.yaml")
-    context = write_context(tmp_path, "--config", str(K8S / "build.yaml"))
-    dockerfile = (context / "Dockerfile").read_text()
-    assert "llamastack-lite[pgvector,redis,postgres]" in dockerfile and "torch" not in dockerfile
-    assert "USER 1000:1000" in dockerfile
-    assert hadolint(context / "Dockerfile") == []
+    dockerfile, plan = write_dockerfile(tmp_path, K8S / "build.yaml", K8S / "run.yaml")
+    assert plan.extras == ("pgvector", "redis", "postgres") and not plan.needs_torch
+    assert "USER 1000:1000" in dockerfile.read_text()
+    assert hadolint(dockerfile) == []
