@@ -267,6 +267,7 @@ async def test_the_ollama_distribution_serves_chat_through_the_router(
     data["providers"]["inference"] = [p for p in data["providers"]["inference"] if p["provider_id"] == "ollama"]
     data["models"] = [m for m in data["models"] if m["provider_id"] == "ollama"]
     env = {"OLLAMA_URL": ollama_url, "INFERENCE_MODEL": LLAMA_1B, "SQLITE_STORE_DIR": str(tmp_path)}
+    env["SAFETY_MODEL"] = ""  # this fake Ollama holds no Llama Guard: the shield is off
     stack = await build_stack(parse_run_config(data, env=env))
     try:
         inference = stack.routers[next(api for api in stack.routers if api.value == "inference")]
