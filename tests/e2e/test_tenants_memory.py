@@ -217,3 +217,14 @@ def test_memory_checks_the_banks_embedding_model_against_the_key(server: LiveSer
     assert inserted.status_code == 403
     assert registered.status_code == 403
     assert allowed.status_code == 200 and own_query.status_code == 200
+
+
+def test_a_vector_stores_bank_belongs_to_the_key_that_made_the_store(server: LiveServer) -> None:
+    with http(server, "alice") as alice:
+        made = alice.post("/v1/vector_stores", json={"name": "alice-store", "embedding_model": EMBED})
+        assert made.status_code == 200, made.text
+        store_id = made.json()["id"]
+        assert alice.post("/alpha/memory/query", json={"bank_id": store_id, "query": "x"}).status_code == 200
+    # The store is a memory bank under the same id: the Llama Stack face hides it from bob too.
+    assert answers(server, "bob", store_id) == answers(server, "bob", "no-such-bank")
+    assert store_id not in [bank.identifier for bank in client(server, "bob").memory_banks.list()]
