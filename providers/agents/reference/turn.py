@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,14 +130,12 @@ class TurnRunner:
         # mid-stream closes the model's stream behind it at once, not when it is collected.
         config = plan.config
         inputs: list[Message] = list(plan.request.messages)
-        for result in plan.request.messages:
-            if isinstance(result, ToolResponseMessage):  # a client tool's result, as the app sends it
-                shields = plan.toolbox.shields_of(result.tool_name).output
-                async with aclosing(self._tool_shields(plan, state, shields, [result], "output", result)) as phase:
-                    async for chunk in phase:
-                        yield chunk
-                if state.output is not None:
-                    return
+        # A client tool's result, as the app sends it, passes that tool's output shields first.
+        async with aclosing(self._check_results(plan, state, plan.request.messages)) as phase:
+            async for chunk in phase:
+                yield chunk
+        if state.output is not None:
+            return
         async with aclosing(self._shields(plan, state, config.input_shields, inputs, "user-input")) as phase:
             async for chunk in phase:
                 yield chunk
@@ -161,29 +159,23 @@ class TurnRunner:
                 log.info("turn %s stopped after max_infer_iters=%d", state.turn.turn_id, iteration)
                 state.output = message.model_copy(update={"stop_reason": StopReason.out_of_tokens})
                 break
-            for tool_call in message.tool_calls:
-                shields = plan.toolbox.shields_of(tool_call.tool_name).input
-                async with aclosing(
-                    self._tool_shields(plan, state, shields, [_call_message(tool_call)], "input", tool_call)
-                ) as phase:
-                    async for chunk in phase:
-                        yield chunk
-                if state.output is not None:
-                    return
+            async with aclosing(self._check_calls(plan, state, message.tool_calls)) as phase:
+                async for chunk in phase:
+                    yield chunk
+            if state.output is not None:
+                return
             if any(plan.toolbox.is_client_call(call) for call in message.tool_calls):
                 state.output = message
                 break
             async with aclosing(self._run_tools(plan, state, message.tool_calls)) as phase:
                 async for chunk in phase:
                     yield chunk
-            for response in state.messages[-len(message.tool_calls) :]:
-                assert isinstance(response, ToolResponseMessage)
-                shields = plan.toolbox.shields_of(response.tool_name).output
-                async with aclosing(self._tool_shields(plan, state, shields, [response], "output", response)) as phase:
-                    async for chunk in phase:
-                        yield chunk
-                if state.output is not None:
-                    return
+            results = state.messages[-len(message.tool_calls) :]
+            async with aclosing(self._check_results(plan, state, results)) as phase:
+                async for chunk in phase:
+                    yield chunk
+            if state.output is not None:
+                return
         assert state.output is not None
         answer = state.output
         checked: list[Message] = [*plan.request.messages, answer]
@@ -196,6 +188,33 @@ class TurnRunner:
         state.turn.steps.append(step)
         await self.store.put_progress(plan.agent_id, state.turn)
         return events.step_complete(step)
+
+    async def _check_calls(
+        self, plan: TurnPlan, state: _State, calls: list[ToolCall]
+    ) -> AsyncGenerator[TurnStreamChunk, None]:
+        """Each call passes its tool's input shields before it runs or goes to the app."""
+        for tool_call in calls:
+            shields = plan.toolbox.shields_of(tool_call.tool_name).input
+            checked: list[Message] = [_call_message(tool_call)]
+            async with aclosing(self._tool_shields(plan, state, shields, checked, "input", tool_call)) as phase:
+                async for chunk in phase:
+                    yield chunk
+            if state.output is not None:
+                return
+
+    async def _check_results(
+        self, plan: TurnPlan, state: _State, messages: Sequence[Message]
+    ) -> AsyncGenerator[TurnStreamChunk, None]:
+        """Each tool result passes its tool's output shields before the model sees it."""
+        for result in messages:
+            if not isinstance(result, ToolResponseMessage):
+                continue
+            shields = plan.toolbox.shields_of(result.tool_name).output
+            async with aclosing(self._tool_shields(plan, state, shields, [result], "output", result)) as phase:
+                async for chunk in phase:
+                    yield chunk
+            if state.output is not None:
+                return
 
     def _tool_shields(
         self,
