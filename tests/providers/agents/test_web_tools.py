@@ -173,7 +173,7 @@ async def test_an_agent_searches_the_web_between_two_inference_steps(agent_stack
         config = MetaReferenceAgentsConfig(web=WebToolsConfig(brave_search_api_key="k"))
         kv = await kvstore_from_config(SqliteKVStoreConfig(db_path=str(tmp_path / "web-agents.db")))
         agents = MetaReferenceAgents(config, deps, AgentStore(kv), http=recording(BRAVE_ANSWER, seen))
-        llm = stack.models.providers["llm"]
+        llm: Any = stack.models.providers["llm"]  # the scripted fake
         llm.will(call("brave_search", query="what is llama stack"))
         agent_id, session_id = await new_session(agents, tools=[SearchToolDefinition()])
         turn = final_turn(await run_turn(agents, agent_id, session_id, user("search it")))
