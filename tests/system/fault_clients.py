@@ -1,4 +1,4 @@
-"""The clients of prove_faults: calls that record what a client got (an Outcome), and writers that
+"""The clients of test_faults.py: calls that record what a client got (an Outcome), and writers that
 remember what the server acknowledged, to read it back after a fault.
 
 An error is clear when it carries a status the fault explains and a message that says what
@@ -325,17 +325,25 @@ class AgentTurns:
     def turn_outcome(self, stream: bool) -> Outcome:
         return self._turn(stream, (500, 502, 503, 504))
 
-    def turns_concurrently(self, clients: int, kill_after: int, kill: Callable[[], None]) -> list[Outcome]:
-        """Streamed and whole turns from `clients` threads; the server is killed once `kill_after`
-        turns were acknowledged, while others are under way."""
-
-        def turn(index: int, n: int) -> Outcome:
-            return self._turn(stream=(index + n) % 2 == 0, expected=TRANSPORT, timeout_s=10)
-
-        return until_killed(turn, clients, lambda: len(self.acknowledged) >= kill_after, kill)
+    def turn_until_killed(self, stream: bool) -> Outcome:
+        return self._turn(stream, expected=TRANSPORT, timeout_s=10)
 
     def lost_turns(self) -> list[str]:
         params = {"agent_id": self.agent_id, "session_id": self.session_id}
         response = httpx.get(f"{self.base_url}/alpha/agents/session/get", params=params, timeout=30)
         stored = {t["turn_id"]: t["output_message"]["content"] for t in response.json().get("turns", [])}
         return [turn_id for turn_id, text in self.acknowledged.items() if stored.get(turn_id) != text]
+
+
+def turns_concurrently(sessions: list[AgentTurns], kill_after: int, kill: Callable[[], None]) -> list[Outcome]:
+    """Streamed and whole turns, one thread per session (a session runs one turn at a time: a
+    second one at once answers 409); the server is killed once `kill_after` turns were
+    acknowledged in all, while others are under way."""
+
+    def turn(index: int, n: int) -> Outcome:
+        return sessions[index].turn_until_killed(stream=(index + n) % 2 == 0)
+
+    def due() -> bool:
+        return sum(len(session.acknowledged) for session in sessions) >= kill_after
+
+    return until_killed(turn, len(sessions), due, kill)
