@@ -269,3 +269,18 @@ def test_the_demo_shield_flags_insecure_code(demo: str) -> None:
         shield_id="code_scanner", messages=[{"role": "user", "content": "What is the capital of France?"}], params={}
     )
     assert clean.violation is None
+
+
+def test_llama_guard_joins_the_demo_when_safety_model_names_a_guard() -> None:
+    from llama_stack.distribution.spec import load_run_config
+    from llama_stack.distribution.templates import get_template
+
+    run_yaml = get_template("demo").run_yaml
+    plain = load_run_config(run_yaml, env={})
+    assert [shield.shield_id for shield in plain.shields] == ["code_scanner"]
+    guarded = load_run_config(run_yaml, env={"SAFETY_MODEL": "/weights/Llama-Guard-3-1B"})
+    assert [(s.shield_id, s.provider_id, s.params) for s in guarded.shields][1:] == [
+        ("/weights/Llama-Guard-3-1B", "llama-guard", {"text_model": "/weights/Llama-Guard-3-1B"})
+    ]
+    guard = next(model for model in guarded.models if model.model_id == "/weights/Llama-Guard-3-1B")
+    assert (guard.provider_id, guard.provider_model_id) == ("transformers", "/weights/Llama-Guard-3-1B")
