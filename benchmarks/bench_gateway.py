@@ -8,12 +8,10 @@ provider is remote::vllm pointed at it, each pinned to its own core when `taskse
   * throughput: requests/s at 32 concurrent clients, direct vs through the stack, with wrk
     (apt-get install wrk) or, without it, an asyncio httpx load generator.
 
-    python -m scripts.bench_gateway [--requests 2000] [--seconds 10] [--clients 32] [--profile gw.prof]
+    python -m benchmarks.bench_gateway [--requests 2000] [--seconds 10] [--clients 32] [--profile gw.prof]
 
 --profile runs the gateway under cProfile (slower: its numbers are not the gateway's latency), writes
 the stats to that file when the gateway exits and prints the functions with the most own time.
-The children's stderr goes to a file, never a pipe nobody reads (a full pipe would stall a server
-that logs per request).
 """
 
 from __future__ import annotations
@@ -21,56 +19,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from tests.servers import free_port
+from benchmarks.harness import (
+    MODEL,
+    fake_backend,
+    percentile,
+    ratio,
+    remote_vllm_config,
+    stack,
+    table,
+)
 
-MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 PROMPT = [{"role": "user", "content": "Say hello."}]
-
-
-def pinned(core: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *command] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else command
-
-
-@contextmanager
-def process(command: list[str], health_url: str, env: dict[str, str] | None = None) -> Iterator[None]:
-    errors = tempfile.TemporaryFile("w+")
-    child = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=errors, text=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if child.poll() is not None:
-                errors.seek(0)
-                raise SystemExit(f"{command[0]} exited: {errors.read()[-4000:]}")
-            try:
-                if httpx.get(health_url, timeout=1).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{' '.join(command)} did not start")
-            time.sleep(0.1)
-        yield
-    finally:
-        child.terminate()
-        child.wait(timeout=60)
-        errors.close()
 
 
 def latencies(url: str, body: dict[str, Any], count: int, stream: bool) -> list[float]:
@@ -87,11 +56,6 @@ def latencies(url: str, body: dict[str, Any], count: int, stream: bool) -> list[
             if i >= count // 10:  # the first tenth warms connections and caches
                 samples.append((time.perf_counter() - started) * 1000)
     return samples
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def wrk_rps(url: str, body: dict[str, Any], seconds: int, clients: int) -> float:
@@ -144,39 +108,10 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="run the gateway under cProfile, stats here")
     args = parser.parse_args()
 
-    backend_port, stack_port = free_port(), free_port()
-    backend = f"http://127.0.0.1:{backend_port}"
-    stack = f"http://127.0.0.1:{stack_port}"
-    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as scratch:
-        run_yaml = Path(scratch) / "run.yaml"
-        run_yaml.write_text(
-            yaml.safe_dump(
-                {
-                    "version": 2,
-                    "image_name": "bench",
-                    "providers": {
-                        "inference": [
-                            {
-                                "provider_id": "vllm",
-                                "provider_type": "remote::vllm",
-                                "config": {"url": f"{backend}/v1", "max_retries": 0},
-                            }
-                        ]
-                    },
-                    "metadata_store": {"type": "sqlite", "db_path": f"{scratch}/registry.db"},
-                    "models": [{"model_id": MODEL, "provider_id": "vllm", "provider_model_id": MODEL}],
-                }
-            )
-        )
-        fake = [sys.executable, "-m", "tests.fakes.openai_server", "--port", str(backend_port)]
-        run = ["stack", "run", str(run_yaml), "--port", str(stack_port)]
-        if args.profile is None:
-            gateway = [str(Path(sys.executable).with_name("llama")), *run]
-        else:
-            profiler = [sys.executable, "-m", "cProfile", "-o", str(args.profile.resolve())]
-            gateway = [*profiler, "-m", "llama_stack.cli.main", *run]
-        with process(pinned(1, fake), f"{backend}/v1/models"), process(pinned(0, gateway), f"{stack}/alpha/health"):
-            report(backend, stack, args)
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as state, fake_backend(core=1) as backend:
+        config = remote_vllm_config(backend.url, Path(state))
+        with stack(config, core=0, profile=args.profile) as through:  # the gateway gets one core
+            report(backend.url, through.url, args)
     if args.profile is not None:
         print_profile(args.profile)
 
@@ -188,50 +123,48 @@ def print_profile(path: Path, top: int = 40) -> None:
     pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
 
 
-def report(backend: str, stack: str, args: argparse.Namespace) -> None:
+def report(backend: str, through: str, args: argparse.Namespace) -> None:
     openai_body = {"model": MODEL, "messages": PROMPT, "max_tokens": 16}
     alpha_body = {"model_id": MODEL, "messages": PROMPT, "sampling_params": {"max_tokens": 16}}
     cases: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
-        ("non-stream", f"{backend}/v1/chat/completions", openai_body, f"{stack}/v1/chat/completions", openai_body),
+        ("non-stream", f"{backend}/v1/chat/completions", openai_body, f"{through}/v1/chat/completions", openai_body),
         (
             "non-stream /alpha",
             f"{backend}/v1/chat/completions",
             openai_body,
-            f"{stack}/alpha/inference/chat-completion",
+            f"{through}/alpha/inference/chat-completion",
             alpha_body,
         ),
         (
             "stream",
             f"{backend}/v1/chat/completions",
             {**openai_body, "stream": True},
-            f"{stack}/v1/chat/completions",
+            f"{through}/v1/chat/completions",
             {**openai_body, "stream": True},
         ),
     ]
-    print(f"latency, {args.requests} sequential requests (ms)")
-    print(
-        f"{'case':<20}{'direct p50':>12}{'stack p50':>12}{'added p50':>12}{'direct p99':>12}{'stack p99':>12}"
-        f"{'added p99':>12}"
-    )
+    rows = []
     for name, direct_url, direct_body, stack_url, stack_body in cases:
         stream = bool(direct_body.get("stream"))
         direct = latencies(direct_url, direct_body, args.requests, stream)
-        through = latencies(stack_url, stack_body, args.requests, stream)
-        d50, s50, d99, s99 = (
-            percentile(direct, 0.5),
-            percentile(through, 0.5),
-            percentile(direct, 0.99),
-            percentile(through, 0.99),
+        via_stack = latencies(stack_url, stack_body, args.requests, stream)
+        d50, s50 = percentile(direct, 0.5), percentile(via_stack, 0.5)
+        d99, s99 = percentile(direct, 0.99), percentile(via_stack, 0.99)
+        rows.append(
+            [name, f"{d50:.2f}", f"{s50:.2f}", f"{s50 - d50:.2f}", f"{d99:.2f}", f"{s99:.2f}", f"{s99 - d99:.2f}"]
         )
-        print(f"{name:<20}{d50:>12.2f}{s50:>12.2f}{s50 - d50:>12.2f}{d99:>12.2f}{s99:>12.2f}{s99 - d99:>12.2f}")
-    print(
-        f"\nthroughput, {args.clients} clients for {args.seconds}s (requests/s; "
-        f"{'wrk' if shutil.which('wrk') else 'httpx'})"
-    )
+    print(f"latency, {args.requests} sequential requests (ms; baseline: the backend direct)")
+    headers = ["case", "direct p50", "stack p50", "added p50", "direct p99", "stack p99", "added p99"]
+    print(table(headers, rows))
+    tool = "wrk" if shutil.which("wrk") else "httpx"
+    print(f"\nthroughput, {args.clients} clients for {args.seconds}s (requests/s; {tool})")
     direct_rps = throughput(f"{backend}/v1/chat/completions", openai_body, args.seconds, args.clients)
-    stack_rps = throughput(f"{stack}/v1/chat/completions", openai_body, args.seconds, args.clients)
-    print(f"backend direct      {direct_rps:10.0f}")
-    print(f"through the stack   {stack_rps:10.0f}   ({stack_rps / direct_rps:.2f}x direct)")
+    stack_rps = throughput(f"{through}/v1/chat/completions", openai_body, args.seconds, args.clients)
+    rows = [
+        ["backend direct", f"{direct_rps:.0f}", "1.00x"],
+        ["through the stack", f"{stack_rps:.0f}", ratio(stack_rps, direct_rps)],
+    ]
+    print(table(["", "requests/s", "vs direct"], rows))
 
 
 if __name__ == "__main__":
