@@ -30,7 +30,7 @@ from llama_stack.apis.inference import (
     EmbeddingsRequest,
 )
 from llama_stack.apis.models import ModelType
-from llama_stack.distribution.provider import Deps
+from llama_stack.distribution.provider import Api, Deps
 from tests.fakes.ollama_model import llama_text
 from tests.fakes.ollama_server import FakeOllama, serve
 
@@ -270,7 +270,7 @@ async def test_the_ollama_distribution_serves_chat_through_the_router(
     env["SAFETY_MODEL"] = ""  # this fake Ollama holds no Llama Guard: the shield is off
     stack = await build_stack(parse_run_config(data, env=env))
     try:
-        inference = stack.routers[next(api for api in stack.routers if api.value == "inference")]
+        inference: Any = stack.routers[Api.inference]
         response = await inference.chat_completion(chat("Hello there"))
     finally:
         await stack.shutdown()

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -117,7 +118,7 @@ def test_a_stream_failing_midway_raises_after_its_first_chunks(client: LlamaStac
 
 
 def test_closing_a_stream_stops_the_generation(stack: LiveServer, client: LlamaStackClient) -> None:
-    provider = stack.stack.models.providers["scripted"]
+    provider: Any = stack.stack.models.providers["scripted"]
     with client.inference.chat_completion(
         model_id="echo", messages=[{"role": "user", "content": "forever"}], stream=True
     ) as stream:

@@ -57,7 +57,7 @@ async def test_requests_reach_the_provider_that_owns_the_model(tmp_path: Path) -
 async def test_provider_sees_its_own_name_for_the_model(tmp_path: Path) -> None:
     stack = await build_stack(parse_run_config(run_config(tmp_path), env={}))
     try:
-        beta = stack.models.providers["beta"]
+        beta: Any = stack.models.providers["beta"]
         assert beta.registered == ["m-beta"]
         model = await stack.models.get("m-beta")
         assert model.provider_resource_id == "beta-internal-name"
@@ -75,7 +75,8 @@ async def test_runtime_registration_survives_a_restart(tmp_path: Path) -> None:
     try:
         assert {m.identifier for m in await restarted.models.list_models()} == {"m-alpha", "m-beta", "late"}
         assert await chat(restarted, "late", "again") == "B again"
-        assert "late" in restarted.models.providers["beta"].registered
+        beta_again: Any = restarted.models.providers["beta"]
+        assert "late" in beta_again.registered
     finally:
         await restarted.shutdown()
 

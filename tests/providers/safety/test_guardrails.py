@@ -233,7 +233,8 @@ async def test_input_violation_answers_with_the_violation_instead_of_inference(s
     assert response.violation.metadata["guardrail"] == "input"
     assert response.violation.metadata["shield_id"] == "llama_guard"
     assert response.completion_message.content == response.violation.user_message
-    assert len(stack.models.providers["guard"].calls) == 1  # the model never ran: no output to judge
+    guard: Any = stack.models.providers["guard"]
+    assert len(guard.calls) == 1  # the model never ran: no output to judge
 
 
 async def test_safe_requests_are_answered_as_usual(stack: Stack) -> None:
@@ -260,7 +261,8 @@ async def test_streamed_output_guard_stops_an_unsafe_stream(stack: Stack) -> Non
     last = chunks[-1]
     assert isinstance(last, GuardedStreamChunk) and last.violation is not None
     assert last.violation.metadata["violation_type"] == "S9"
-    assert stack.models.providers["chat"].cancelled_streams == 1
+    chat_model: Any = stack.models.providers["chat"]
+    assert chat_model.cancelled_streams == 1
 
 
 async def test_input_violation_on_a_stream(stack: Stack) -> None:

@@ -52,12 +52,12 @@ async def test_an_unsafe_agent_answer_is_flagged_in_context(stack: Stack) -> Non
     ]
     violation = (await run_shield(stack, "llama_guard", messages)).violation
     assert violation is not None and violation.metadata["categories"] == ["Indiscriminate Weapons"]
-    guard = stack.models.providers["guard"]
+    guard: Any = stack.models.providers["guard"]
     assert "ONLY THE LAST Agent message" in guard.calls[-1].prompt
 
 
 async def test_text_goes_to_the_text_guard_and_images_to_the_vision_guard(stack: Stack) -> None:
-    guard = stack.models.providers["guard"]
+    guard: Any = stack.models.providers["guard"]
     await run_shield(stack, "llama_guard", [{"role": "user", "content": "hello"}])
     image = base64.b64encode(b"\x89PNG fake").decode()
     with_image = [{"type": "image", "data": image}, {"type": "text", "text": "hello"}]
