@@ -168,13 +168,21 @@ def render() -> str:
         "`llama stack list-providers` lists the same providers with what to install.",
         "",
     ]
+    seen: dict[str, int] = {}  # GitHub numbers a repeated heading's anchor: remote::bedrock, remote::bedrock-1
+
+    def unique_anchor(provider_type: str) -> str:
+        base = anchor(provider_type)
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        return f"{base}-{count}" if count else base
+
     with home_as_tilde():
         for api in PROVIDER_APIS:
             of_api = [spec for spec in specs if spec.api == api]
             if not of_api:
                 continue
             lines += [f"## {api.value.capitalize()}", ""]
-            lines += [f"- [`{spec.provider_type}`](#{anchor(spec.provider_type)})" for spec in of_api] + [""]
+            lines += [f"- [`{spec.provider_type}`](#{unique_anchor(spec.provider_type)})" for spec in of_api] + [""]
             for spec in of_api:
                 lines += provider_section(spec)
         lines += [
