@@ -35,6 +35,16 @@ class _StrictWire(WireModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
 
 
+class AgentSamplingParams(SamplingParams):
+    """An agent's sampling params: a misspelt knob is refused by name, not dropped (see _StrictWire)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
+
+class FunctionParamDefinition(ToolParamDefinition):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
+
 class RestAPIExecutionConfig(WireModel):
     """v0.0.63's `remote_execution` of a tool: accepted on the wire, refused when an agent is created
     (the server does not call arbitrary REST endpoints on a model's behalf)."""
@@ -78,7 +88,15 @@ class FunctionCallToolDefinition(_ToolBase):
     type: Literal["function_call"] = "function_call"
     function_name: str
     description: str
-    parameters: dict[str, ToolParamDefinition] = Field(default_factory=dict)
+    parameters: dict[str, FunctionParamDefinition] = Field(default_factory=dict)
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _plain_params(cls, value: object) -> object:
+        """Python callers may pass the common ToolParamDefinition."""
+        if isinstance(value, dict):
+            return {k: v.model_dump() if isinstance(v, ToolParamDefinition) else v for k, v in value.items()}
+        return value
 
 
 class MemoryBankConfig(_StrictWire):
@@ -148,12 +166,18 @@ class AgentConfig(_StrictWire):
     # what happens, and `false` asks for no less than that.
     enable_session_persistence: bool = False
     max_infer_iters: int = Field(default=10, ge=1)
-    sampling_params: SamplingParams = Field(default_factory=SamplingParams)
+    sampling_params: AgentSamplingParams = Field(default_factory=AgentSamplingParams)
     input_shields: list[str] = Field(default_factory=list)
     output_shields: list[str] = Field(default_factory=list)
     tools: list[AgentTool] = Field(default_factory=list)
     tool_choice: ToolChoice = ToolChoice.auto
     tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+
+    @field_validator("sampling_params", mode="before")
+    @classmethod
+    def _plain_sampling(cls, value: object) -> object:
+        """Python callers may pass the common SamplingParams."""
+        return value.model_dump() if isinstance(value, SamplingParams) else value
 
 
 class Attachment(_StrictWire):

@@ -32,11 +32,17 @@ def unknown_fields(model: BaseModel, path: str) -> list[str]:
     found = [prefix + name for name in (model.model_extra or {})]
     for name in type(model).model_fields:
         value = getattr(model, name)
-        items = value if isinstance(value, list) else [value]
-        for index, item in enumerate(items):
-            if isinstance(item, BaseModel):
-                where = f"{prefix}{name}[{index}]" if isinstance(value, list) else prefix + name
-                found.extend(unknown_fields(item, where))
+        if isinstance(value, BaseModel):
+            found.extend(unknown_fields(value, prefix + name))
+        elif isinstance(value, list | dict):
+            keyed = enumerate(value) if isinstance(value, list) else value.items()
+            for key, item in keyed:
+                if isinstance(item, BaseModel):
+                    found.extend(
+                        unknown_fields(
+                            item, f"{prefix}{name}[{key!r}]" if isinstance(key, str) else f"{prefix}{name}[{key}]"
+                        )
+                    )
     return found
 
 

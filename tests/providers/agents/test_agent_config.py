@@ -71,6 +71,11 @@ def memory_tool(**fields: Any) -> dict[str, Any]:
     ("fields", "named"),
     [
         ({"temperature_typo": 0.3}, "agent_config.temperature_typo"),
+        ({"sampling_params": {"temprature": 0.3}}, "agent_config.sampling_params.temprature"),
+        (
+            {"tools": [{**WEATHER, "parameters": {"city": {"param_type": "str", "requird": True}}}]},
+            "agent_config.tools[0].parameters['city'].requird",
+        ),
         ({"tools": [{**WEATHER, "strict": True}]}, "agent_config.tools[0].strict"),
         (
             {"tools": [{"type": "brave_search", "remote_execution": {"url": {"uri": "http://x"}, "method": "GET"}}]},
