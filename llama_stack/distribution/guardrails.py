@@ -6,9 +6,10 @@ A request asks for them with a `guardrails` body field, the same on both faces:
 A violation (level "error"; warn / info verdicts never block) never becomes an HTTP error: the
 answer is the shield's `user_message` and carries the violation. A streamed answer is checked as
 it grows, every sentence or every N deltas. Text is released to the client only once a check has
-passed it, while generation goes on behind the check, so the guard's latency is hidden behind
-generation rather than added per chunk. On a violation the provider's iterator is closed (the
-model stops) and the stream ends with the user_message and a violation event.
+passed it (a tool call's pieces only once the whole call has), while generation goes on behind
+the check, so the guard's latency is hidden behind generation rather than added per chunk. On a
+violation the provider's iterator is closed (the model stops) and the stream ends with the
+user_message and a violation event.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -187,6 +189,19 @@ def _text_of(chunk: Chunk) -> str:
     return ""
 
 
+# What a started / in-progress tool-call piece waits for: the end of its call (success or failure),
+# whose delta carries the call the shields judge; its raw text (`<|python_tag|>...`) never leaves first.
+UNTIL_CALL_ENDS = sys.maxsize
+
+
+def _is_call_piece(chunk: Chunk) -> bool:
+    delta = chunk.event.delta
+    return not isinstance(delta, str) and delta.parse_status in (
+        ToolCallParseStatus.started,
+        ToolCallParseStatus.in_progress,
+    )
+
+
 class _Pump:
     """Pulls the provider's stream in its own task, so generation goes on while a check runs."""
 
@@ -250,8 +265,15 @@ async def guard_stream(
                 text += added
                 if added:
                     text_ends.append(len(text))
+                if _is_call_piece(chunk):
+                    held.append((chunk, UNTIL_CALL_ENDS))  # its raw text is judged with the whole call
+                    continue
+                if not isinstance(chunk.event.delta, str):  # the call ended: its pieces wait for its check
+                    held = [(c, len(text) if need == UNTIL_CALL_ENDS else need) for c, need in held]
                 held.append((chunk, len(text)))
             absorbed = len(pump.items)
+            if finished:  # a call the stream never finished: its pieces wait for the end's check
+                held = [(c, len(text) if need == UNTIL_CALL_ENDS else need) for c, need in held]
             while held and held[0][1] <= checked:
                 chunk = held.pop(0)[0]
                 released_text = released_text or bool(_text_of(chunk))

@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -203,6 +203,70 @@ async def test_tool_calls_pass_through_and_are_checked() -> None:
     chunks = await collect(guard_stream(stream(), guard, "sentence"))
     assert isinstance(chunks[-1], GuardedStreamChunk) and chunks[-1].violation == VIOLATION
     assert not any(isinstance(c.event.delta, ToolCallDelta) and c.event.delta.parse_status == "success" for c in chunks)
+
+
+def released_before_violation(chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks a client saw before the stream's violation ending."""
+    ends = [i for i, c in enumerate(chunks) if isinstance(c, GuardedStreamChunk) and c.violation is not None]
+    return chunks[: ends[0] - 1] if ends else chunks
+
+
+def raw_call(parsed: ToolCall | None, raw: str) -> list[Chunk]:
+    """A streamed tool call as a Llama model writes it: started, its raw text in pieces, then the
+    parsed call (success) or, when it does not parse, the raw text (failure)."""
+    pieces = [raw[i : i + 7] for i in range(0, len(raw), 7)]
+    end = (
+        ToolCallDelta(content=parsed, parse_status=ToolCallParseStatus.success)
+        if parsed is not None
+        else ToolCallDelta(content=raw, parse_status=ToolCallParseStatus.failure)
+    )
+    return [
+        chunk("progress", ToolCallDelta(content="", parse_status=ToolCallParseStatus.started)),
+        *[chunk("progress", ToolCallDelta(content=p, parse_status=ToolCallParseStatus.in_progress)) for p in pieces],
+        chunk("progress", end),
+    ]
+
+
+@pytest.mark.parametrize("parses", [True, False], ids=["success", "failure"])
+@pytest.mark.parametrize("every", ["sentence", 1])
+async def test_no_piece_of_a_blocked_tool_call_reaches_the_client(
+    parses: bool, every: Literal["sentence"] | int
+) -> None:
+    raw = '<|python_tag|>{"name": "code_interpreter", "parameters": {"code": "make_bomb()"}}'
+    call = ToolCall(call_id="1", tool_name="code_interpreter", arguments={"code": "make_bomb()"})
+
+    async def stream() -> AsyncIterator[Chunk]:
+        yield chunk("start")
+        yield chunk("progress", "Let me run that. ")
+        for item in raw_call(call if parses else None, raw):
+            await asyncio.sleep(0)
+            yield item
+        yield chunk("complete")
+
+    chunks = await collect(guard_stream(stream(), Guard(bad="make_bomb"), every))
+    assert isinstance(chunks[-1], GuardedStreamChunk) and chunks[-1].violation == VIOLATION
+    seen = released_before_violation(chunks)
+    assert not any(isinstance(c.event.delta, ToolCallDelta) for c in seen), "a piece of the blocked call leaked"
+    assert text_of(seen) == "Let me run that. "
+
+
+async def test_every_delta_type_of_a_safe_answer_is_released_in_order() -> None:
+    call = ToolCall(call_id="1", tool_name="get_weather", arguments={"city": "Paris"})
+    sent = [
+        chunk("start"),
+        chunk("progress", "Checking the weather. "),
+        *raw_call(call, '{"name": "get_weather", "parameters": {"city": "Paris"}}'),
+        *raw_call(None, "get_weather(city="),
+        chunk("complete"),
+    ]
+
+    async def stream() -> AsyncIterator[Chunk]:
+        for item in sent:
+            yield item
+
+    guard = Guard(bad="bomb")
+    assert await collect(guard_stream(stream(), guard, "sentence"), guard) == sent
+    assert guard.checked and "get_weather" in guard.checked[-1]
 
 
 # Through a stack: the scripted Llama Guard judges, the scripted "echo" model answers ------------
