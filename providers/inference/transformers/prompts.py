@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from jinja2 import TemplateError
+
 from llama_stack.apis.common import (
     CompletionMessage,
     InterleavedContent,
@@ -181,8 +183,6 @@ class TemplateFormat:
             messages = with_tool_prompts(
                 messages, list(tools), tool_prompt_format or ToolPromptFormat.json, tool_choice=tool_choice
             )
-        from jinja2 import TemplateError
-
         try:
             text = self._tokenizer.apply_chat_template(
                 [_template_message(m) for m in messages], tokenize=False, add_generation_prompt=True
