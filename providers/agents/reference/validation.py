@@ -25,6 +25,8 @@ from llama_stack.apis.errors import InvalidRequest, MemoryBankNotFound, ModelNot
 from llama_stack.distribution.request_context import require_model
 from llama_stack.providers.agents.tools.query_template import check_template
 
+MAX_CHUNKS = 1000  # the most chunks a memory provider returns for one query (memory/common/query.py)
+
 
 def unknown_fields(model: BaseModel, path: str) -> list[str]:
     """Paths of the fields a client sent that `model` (and the models inside it) does not define."""
@@ -76,6 +78,8 @@ def _memory_tool_problems(tool: MemoryToolDefinition, where: str) -> list[str]:
         error = check_template(generator.template)
         if error is not None:
             problems.append(f"{where}.query_generator_config.template: {error}")
+    if tool.max_chunks > MAX_CHUNKS:
+        problems.append(f"{where}.max_chunks: a memory query returns at most {MAX_CHUNKS} chunks")
     for index, bank in enumerate(tool.memory_bank_configs):
         bank_where = f"{where}.memory_bank_configs[{index}]"
         if bank.entities is not None:

@@ -82,6 +82,7 @@ def memory_tool(**fields: Any) -> dict[str, Any]:
             "agent_config.tools[0].remote_execution",
         ),
         ({"tools": [{"type": "photogen"}]}, "agent_config.tools[0].type"),
+        ({"tools": [memory_tool(max_chunks=5000)]}, "agent_config.tools[0].max_chunks"),
         ({"tools": [memory_tool(query_generator_config={"type": "custom"})]}, "query_generator_config.type"),
         ({"tools": [memory_tool(query_generator_config={"type": "default", "sep": " ", "x": 1})]}, "config.x"),
         (
