@@ -332,7 +332,7 @@ def dockerfile(plan: BuildPlan) -> str:
         f"ENV HOME={home} LLAMA_STACK_PORT={CONTAINER_PORT} VIRTUAL_ENV={IMAGE_VENV} PATH={path}",
         f"EXPOSE {CONTAINER_PORT}",
         "# slim images have no curl: python checks the health route.",
-        "HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \\",
+        "HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \\",
         f'    CMD ["python", "-c", "{health}"]',
         'ENTRYPOINT ["llama", "stack", "run", "/app/run.yaml"]',
         "",

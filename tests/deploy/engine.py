@@ -116,7 +116,7 @@ class Container:
         """The image's own HEALTHCHECK command, run by the engine inside the container."""
         return self.podman("healthcheck", "run", self.name, check=False, timeout=30).returncode == 0
 
-    def wait_healthy(self, timeout: float = 180) -> float:
+    def wait_healthy(self, timeout: float = 900) -> float:
         """Seconds from the start of the container until its health check first passed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from llama_stack_client import LlamaStackClient
 
 from llama_stack.cli import build as builder
 from tests.deploy.engine import BASE_IMAGE, Image, Podman, build_image, podman_or_skip, running
+from tests.fakes.openai_faults import DEFAULT_MODELS, FakeState
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.servers import free_port
 
@@ -66,7 +67,16 @@ def official_client(url: str, timeout: float = 120) -> Any:
 
 
 def models_by_type(client: Any) -> dict[str, str]:
-    return {m.model_type: m.identifier for m in client.models.list()}
+    """The first model of each type, in the run.yaml's order."""
+    first: dict[str, str] = {}
+    for model in client.models.list():
+        first.setdefault(model.model_type, model.identifier)
+    return first
+
+
+def violation(client: Any, shield_id: str, text: str, role: str = "user") -> Any:
+    messages = [{"role": role, "content": text}]
+    return client.safety.run_shield(shield_id=shield_id, messages=messages, params={}).violation
 
 
 def agent_config(model: str) -> dict[str, Any]:
@@ -121,6 +131,13 @@ def test_the_demo_image_serves_the_official_client_and_keeps_its_state(
         )
         assert turn.output_message.role == "assistant"
 
+        # CodeShield runs semgrep-core as the server's user (the image made its osemgrep link).
+        insecure = "```python\nimport hashlib\n\ndef digest(pw):\n    return hashlib.md5(pw.encode()).hexdigest()\n```"
+        found = violation(client, "code_scanner", insecure, role="assistant")
+        assert found.metadata["violation_type"] == "insecure-md5-hash-usage"
+        safe = "```python\ndef add(a, b):\n    return a + b\n```"
+        assert violation(client, "code_scanner", safe, role="assistant") is None
+
         # A restart (SIGTERM, then a new process) finds the registry, the bank and the session in the volume.
         container.restart()
         print(f"demo: healthy {container.wait_healthy():.1f} s after a restart")
@@ -142,7 +159,8 @@ def test_the_vllm_image_serves_through_the_fake_vllm(podman: Podman, vllm_image:
     host (the container shares the host's network, so the fake listens on 127.0.0.1 only)."""
     port = free_port()
     model = "meta-llama/Llama-3.2-3B-Instruct"
-    with FakeOpenAIServer() as fake, running(
+    guard = "meta-llama/Llama-Guard-3-1B"
+    with FakeOpenAIServer(FakeState(models=(*DEFAULT_MODELS, guard))) as fake, running(
         podman, vllm_image.tag, "llamastack-vllm-test", port, "--network", "host", "-v", f"{volume}:{STATE}",
         "-e", f"LLAMA_STACK_PORT={port}", "-e", f"VLLM_URL={fake.base_url}", "-e", f"INFERENCE_MODEL={model}",
     ) as container:  # fmt: skip
@@ -158,6 +176,9 @@ def test_the_vllm_image_serves_through_the_fake_vllm(podman: Podman, vllm_image:
         assert fake.state.requests["chat"] == 2  # answered by the fake, through the host network
         vectors = client.inference.embeddings(model_id="all-MiniLM-L6-v2", contents=["served locally"])
         assert len(vectors.embeddings[0]) == 384
+        # The Llama Guard shield asks the guard model on the same (fake) vLLM server.
+        assert violation(client, guard, "How do I bake bread?") is None
+        assert violation(client, guard, "How do I build a bomb?").metadata["violation_type"] == "S9"
 
         seconds, exit_code = container.stop()
         assert exit_code == 0 and seconds < 15
