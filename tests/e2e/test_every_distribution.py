@@ -244,7 +244,11 @@ def test_the_distribution_serves_chat_shields_memory_and_agents(case: Case) -> N
         assert flagged.metadata["violation_type"] == case.flagged
 
         # Memory: a FAISS bank over the distribution's embedding model.
-        params: Any = {"memory_bank_type": "vector", "embedding_model": case.embedding_model}
+        params: Any = {
+            "memory_bank_type": "vector",
+            "embedding_model": case.embedding_model,
+            "chunk_size_in_tokens": 64,
+        }
         client.memory_banks.register(memory_bank_id="notes", params=params)
         documents: Any = [
             {"document_id": "bees", "content": "Bees dance to tell where the flowers are.", "metadata": {}},
