@@ -2,7 +2,7 @@
 per turn and per step (events, persistence of every step, history, shields), and the code
 sandbox's start-up cost under bubblewrap and the restricted subprocess.
 
-    python -m scripts.bench_agents [--latency-ms 50] [--turns 20] [--tool-steps 4] [--runs 20]
+    python -m benchmarks.bench_agents [--latency-ms 50] [--turns 20] [--tool-steps 4] [--runs 20]
 
 Overhead = wall time of a turn - (inference calls x latency). The state lives in a temporary
 SQLite kvstore, as in the default config.

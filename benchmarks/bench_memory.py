@@ -17,7 +17,7 @@ index one insert at a time, which takes minutes per 10k chunks on a small machin
 
 Postgres comes from pgserver (Postgres 16 + pgvector) in a temporary folder unless --pg-dsn.
 
-    python -m scripts.bench_memory [--documents 120] [--sizes 10000 100000] [--pg-hnsw-sizes 10000]
+    python -m benchmarks.bench_memory [--documents 120] [--sizes 10000 100000] [--pg-hnsw-sizes 10000]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
    bare stream, checking every sentence or every N deltas, with a fast and a slow guard;
 3. CodeShield scan times on real code (when the codeshield extra is installed).
 
-    python -m scripts.bench_safety [--token-ms 5] [--tokens 200] [--guard-ms 20] [--repeat 5]
+    python -m benchmarks.bench_safety [--token-ms 5] [--tokens 200] [--guard-ms 20] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -66,13 +66,13 @@ async def chat_once(stack: Stack, text: str, guardrails: dict[str, Any] | None) 
 
 async def stream_once(stack: Stack, text: str, guardrails: dict[str, Any] | None) -> tuple[float, float, int]:
     """Total seconds, seconds to the first text delta, and guard calls made."""
-    guard = stack.models.providers["guard"]
+    guard: Any = stack.models.providers["guard"]  # the scripted guard, which records its calls
     calls_before = len(guard.calls)
     parsed = Guardrails.from_body({"guardrails": guardrails}) if guardrails else None
     started = time.perf_counter()
     chat = await guarded_chat(stack, stack.routers[Api.inference], parsed)
     first = None
-    async for chunk in await chat.chat_completion_stream(request(text, stream=True)):
+    async for chunk in chat.chat_completion_stream(request(text, stream=True)):
         if first is None and isinstance(chunk.event.delta, str) and chunk.event.delta:
             first = time.perf_counter() - started
     return time.perf_counter() - started, first or 0.0, len(guard.calls) - calls_before
@@ -142,7 +142,11 @@ async def codeshield_scans(args: argparse.Namespace) -> None:
     from llama_stack.providers.safety.code_scanner import CodeScannerConfig, get_provider_impl
 
     started = time.perf_counter()
-    scanner = await get_provider_impl(CodeScannerConfig(), Deps())
+    try:
+        scanner = await get_provider_impl(CodeScannerConfig(), Deps())
+    except RuntimeError as e:  # semgrep-core not found: scripts/install-codeshield.sh prints its folder
+        print(f"\n3. CodeShield: {e}")
+        return
     print(f"\n3. CodeShield scans (startup with self-test: {(time.perf_counter() - started) * 1000:.0f} ms)")
     md5 = "import hashlib\ndef h(pw):\n    return hashlib.md5(pw.encode()).hexdigest()\n"
     shell = "import subprocess\ndef run(arg):\n    subprocess.call('ls ' + arg, shell=True)\n"

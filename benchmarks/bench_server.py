@@ -2,7 +2,7 @@
 tiny model through the HTTP server (1 stream and N concurrent) against raw `generate` on the
 same model and prompt, measured in the same run.
 
-    python -m scripts.bench_server [--tokens 128] [--concurrency 4]
+    python -m benchmarks.bench_server [--tokens 128] [--concurrency 4]
 """
 
 from __future__ import annotations
@@ -10,43 +10,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from scripts.bench_tiny_generate import PROMPT, raw_generate
+from benchmarks.bench_tiny_generate import PROMPT, raw_generate
+from benchmarks.harness import Server, stack
 
 MODEL = "tiny-random-llama-3"
 
 
-def start_demo(port: int, state: Path) -> tuple[subprocess.Popen[bytes], float]:
+def demo(state: Path) -> AbstractContextManager[Server]:
     env = {
-        **os.environ,
         "SQLITE_STORE_DIR": str(state),
         "LLAMA_TINY_MODEL_DIR": str(state / "tiny"),
         "HF_HUB_OFFLINE": "1",
     }
-    llama = str(Path(sys.executable).with_name("llama"))
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [llama, "stack", "run", "demo", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    while True:
-        if process.poll() is not None:
-            raise SystemExit("the demo server exited during startup")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/alpha/health", timeout=1).status_code == 200:
-                return process, time.perf_counter() - started
-        except httpx.TransportError:
-            time.sleep(0.05)
+    return stack("demo", env=env)
 
 
 async def through_server(base_url: str, tokens: int, streams: int) -> float:
@@ -124,23 +108,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--port", type=int, default=5077)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as scratch:
         state = Path(scratch)
-        process, cold = start_demo(args.port, state)  # builds the tiny model on first use
-        process.terminate()
-        process.wait()
-        process, warm = start_demo(args.port, state)
-        try:
-            base_url = f"http://127.0.0.1:{args.port}"
-            server_ttft = asyncio.run(first_token_ms(base_url))
-            server_one = asyncio.run(through_server(base_url, args.tokens, 1))
-            server_many = asyncio.run(through_server(base_url, args.tokens, args.concurrency))
-        finally:
-            process.terminate()
-            process.wait()
+        with demo(state) as first:  # builds the tiny model on first use
+            cold = first.startup_s
+        with demo(state) as server:
+            warm = server.startup_s
+            server_ttft = asyncio.run(first_token_ms(server.url))
+            server_one = asyncio.run(through_server(server.url, args.tokens, 1))
+            server_many = asyncio.run(through_server(server.url, args.tokens, args.concurrency))
         raw_one, raw_many, raw_ttft, prompt_tokens = raw_figures(state / "tiny" / MODEL, args.tokens, args.concurrency)
 
     n = args.concurrency

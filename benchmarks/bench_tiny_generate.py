@@ -1,7 +1,7 @@
 """Tokens per second on the tiny random Llama: raw transformers `generate` against the
 inline::transformers provider (one stream, then N concurrent streams), same prompt, one run.
 
-    python scripts/bench_tiny_generate.py [--tokens 128] [--concurrency 4] [--device cpu]
+    python -m benchmarks.bench_tiny_generate [--tokens 128] [--concurrency 4] [--device cpu]
 
 The tiny model is so small that these numbers measure per-step overhead (Python, kernel launches,
 the lm_head over 128256 ids), which is what batching amortises; they say nothing about a real
