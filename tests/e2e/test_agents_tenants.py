@@ -210,3 +210,29 @@ def test_two_turns_sent_at_once_on_one_session_run_one_and_refuse_the_other(serv
     session = client(server, "alice").agents.session.retrieve(agent_id=ids.agent, session_id=ids.session)
     inputs = [turn.input_messages[0].content for turn in session.turns]
     assert inputs[0] == "hello" and len(inputs) == 2 and str(inputs[1]).startswith("at once")
+
+
+def test_documents_an_admin_attaches_stay_readable_by_the_session_s_owner(server: LiveServer) -> None:
+    ids = new_conversation(server, "alice")
+    body = {"agent_id": ids.agent, "session_id": ids.session}
+    with http(server, "root") as root:
+        attached = root.post(
+            "/alpha/agents/turn/create",
+            json={
+                **body,
+                "messages": [{"role": "user", "content": "file this"}],
+                "attachments": [{"content": "The archive password is 9931.", "mime_type": "text/plain"}],
+            },
+        )
+        assert attached.status_code == 200
+    with http(server, "alice") as alice:
+        session = alice.get("/alpha/agents/session/get", params=body).json()
+        assert session["memory_bank"]["identifier"] == f"session-{ids.session}"
+        asked = alice.post(
+            "/alpha/agents/turn/create",
+            json={**body, "messages": [{"role": "user", "content": "what is the archive password?"}]},
+        )
+    assert asked.status_code == 200 and "9931" in str(asked.json()["steps"][0]["inserted_context"])
+    with http(server, "bob") as bob:  # and it is still no one else's
+        query = {"bank_id": f"session-{ids.session}", "query": "archive password"}
+        assert bob.post("/alpha/memory/query", json=query).status_code == 404

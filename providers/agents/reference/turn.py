@@ -274,7 +274,7 @@ class TurnRunner:
         yield events.step_start(StepType.memory_retrieval, step_id)
         if request.attachments:
             if session.memory_bank_id is None:
-                session.memory_bank_id = await self.retriever.create_session_bank(session.session_id)
+                session.memory_bank_id = await self.retriever.create_session_bank(session.session_id, session.owner)
                 await self.store.put_session(plan.agent_id, session)
             await self.retriever.insert_attachments(session.memory_bank_id, state.turn.turn_id, request.attachments)
         banks = list(memory_tool.memory_bank_configs) if memory_tool else []

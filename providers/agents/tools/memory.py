@@ -7,7 +7,9 @@ stored under those keys instead of answering the query."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from llama_stack.apis.agents import (
@@ -23,6 +25,8 @@ from llama_stack.apis.inference import ChatCompletionRequest
 from llama_stack.apis.memory import InsertDocumentsRequest, Memory, MemoryBankDocument, QueryDocumentsRequest
 from llama_stack.apis.memory_banks import MemoryBanks, RegisterMemoryBankRequest, VectorMemoryBankParams
 from llama_stack.apis.models import Models, ModelType
+from llama_stack.distribution.request_context import current_caller, reset_caller, set_caller
+from llama_stack.distribution.spec import ANONYMOUS
 
 CONTEXT_START = "Here are the retrieved documents for relevant context:\n=== START-RETRIEVED-CONTEXT ===\n"
 CONTEXT_END = "\n=== END-RETRIEVED-CONTEXT ===\n"
@@ -60,6 +64,21 @@ async def generate_query(
     return query
 
 
+@contextmanager
+def _registering_for(owner: str | None) -> Iterator[None]:
+    """A session's bank belongs to the session's owner, even when an admin's turn creates it
+    (else the owner's later turns could not read it). The caller keeps its own model scopes."""
+    caller = current_caller()
+    if caller is None or caller.name == (owner or ANONYMOUS):
+        yield
+        return
+    token = set_caller(replace(caller, name=owner or ANONYMOUS, admin=False))
+    try:
+        yield
+    finally:
+        reset_caller(token)
+
+
 class Retriever:
     """Reaches the memory API and the memory-bank registry when the distribution serves them."""
 
@@ -91,7 +110,7 @@ class Retriever:
             "register one (model_type: embedding) or set session_bank_embedding_model in the agents provider config"
         )
 
-    async def create_session_bank(self, session_id: str) -> str:
+    async def create_session_bank(self, session_id: str, session_owner: str | None) -> str:
         _, banks = self.require("attaching documents to a turn")
         bank_id = session_bank_id(session_id)
         params = VectorMemoryBankParams(
@@ -99,7 +118,8 @@ class Retriever:
             chunk_size_in_tokens=SESSION_BANK_CHUNK_TOKENS,
             overlap_size_in_tokens=SESSION_BANK_OVERLAP_TOKENS,
         )
-        await banks.register_memory_bank(RegisterMemoryBankRequest(memory_bank_id=bank_id, params=params))
+        with _registering_for(session_owner):
+            await banks.register_memory_bank(RegisterMemoryBankRequest(memory_bank_id=bank_id, params=params))
         return bank_id
 
     async def drop_session_bank(self, bank_id: str) -> None:
