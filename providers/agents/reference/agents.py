@@ -12,7 +12,7 @@ sees all. A turn runs the agent's model on the caller's behalf, so the caller's 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -45,7 +45,7 @@ from llama_stack.providers.agents.tools.toolbox import ToolServices, build_toolb
 from . import events
 from .config import MetaReferenceAgentsConfig
 from .history import session_messages
-from .lease import SessionLeases
+from .lease import Lease, SessionLeases
 from .persistence import AgentRecord, AgentStore, SessionRecord, random_id
 from .turn import TurnPlan, TurnRunner
 from .validation import check_agent_config, check_turn_request, model_ids
@@ -99,8 +99,9 @@ class MetaReferenceAgents:
 
     async def delete_agent(self, agent_id: str) -> None:
         await self._agent(agent_id)
-        for session in await self.store.delete_agent(agent_id):
-            await self._drop_bank(session)
+        async with self._idle(agent_id, [s.session_id for s in await self.store.sessions(agent_id)]):
+            for session in await self.store.delete_agent(agent_id):
+                await self._drop_bank(session)
 
     # Sessions -------------------------------------------------------------------------------------
 
@@ -141,8 +142,25 @@ class MetaReferenceAgents:
 
     async def delete_session(self, request: SessionRef) -> None:
         _, record = await self._session(request.agent_id, request.session_id)
-        await self.store.delete_session(request.agent_id, request.session_id)
-        await self._drop_bank(record)
+        async with self._idle(request.agent_id, [request.session_id]):
+            await self.store.delete_session(request.agent_id, request.session_id)
+            await self._drop_bank(record)
+
+    @asynccontextmanager
+    async def _idle(self, agent_id: str, session_ids: list[str]) -> AsyncIterator[None]:
+        """Hold these sessions' leases, so that no turn writes into a session being deleted; a
+        session running a turn answers 409."""
+        held: list[Lease] = []
+        try:
+            for session_id in session_ids:
+                lease = await self.leases.acquire(f"{agent_id}:{session_id}")
+                if lease is None:
+                    raise Conflict(f"Session '{session_id}' is running a turn; delete it when that turn has ended.")
+                held.append(lease)
+            yield
+        finally:
+            for lease in held:
+                await lease.release()
 
     async def _drop_bank(self, session: SessionRecord) -> None:
         if session.memory_bank_id is None:

@@ -104,13 +104,16 @@ class AgentStore:
     async def delete_agent(self, agent_id: str) -> list[SessionRecord]:
         """Forget the agent and all its sessions; returns the sessions, for their banks."""
         await self.get_agent(agent_id)
-        sessions = [SessionRecord.model_validate_json(raw) for raw in await self._range(f"session:{agent_id}:")]
+        sessions = await self.sessions(agent_id)
         for session in sessions:
             await self.delete_session(agent_id, session.session_id)
         await self.kv.delete(f"agent:{agent_id}")
         return sessions
 
     # Sessions -------------------------------------------------------------------------------------
+
+    async def sessions(self, agent_id: str) -> list[SessionRecord]:
+        return [SessionRecord.model_validate_json(raw) for raw in await self._range(f"session:{agent_id}:")]
 
     async def put_session(self, agent_id: str, record: SessionRecord) -> None:
         await self.kv.set(f"session:{agent_id}:{record.session_id}", record.model_dump_json())

@@ -19,9 +19,15 @@ from typing import Any, cast
 
 import pytest
 
-from llama_stack.apis.agents import CreateTurnRequest, GetSessionRequest, TurnCompletePayload, TurnStreamChunk
+from llama_stack.apis.agents import (
+    CreateTurnRequest,
+    GetSessionRequest,
+    SessionRef,
+    TurnCompletePayload,
+    TurnStreamChunk,
+)
 from llama_stack.apis.common import content_text
-from llama_stack.apis.errors import Conflict
+from llama_stack.apis.errors import Conflict, NotFound
 from llama_stack.distribution.provider import Api
 from tests.providers.agents.fakes import final_turn, new_session, run_config, run_turn, running, user
 
@@ -50,6 +56,23 @@ async def test_a_second_turn_on_a_busy_session_is_refused_while_the_first_runs(t
         assert final_turn(await other).output_message.content == "echo: elsewhere"
         await run_turn(agents, agent_id, session_id, user("third"))  # the session is free again
         assert await history(agents, agent_id, session_id) == ["first", "third"]
+
+
+async def test_a_session_or_agent_running_a_turn_is_not_deleted_under_it(tmp_path: Path) -> None:
+    async with running(run_config(tmp_path, llm={"latency_s": 3 * LEASE_S}, lease_s=LEASE_S)) as stack:
+        agents = stack.routers[Api.agents]
+        agent_id, session_id = await new_session(agents)
+        running_turn = asyncio.create_task(run_turn(agents, agent_id, session_id, user("busy")))
+        await asyncio.sleep(LEASE_S)
+        with pytest.raises(Conflict, match="is running a turn; delete it when that turn has ended"):
+            await agents.delete_session(SessionRef(agent_id=agent_id, session_id=session_id))
+        with pytest.raises(Conflict):
+            await agents.delete_agent(agent_id)
+        await running_turn
+        assert await history(agents, agent_id, session_id) == ["busy"]
+        await agents.delete_agent(agent_id)
+        with pytest.raises(NotFound):
+            await agents.get_session(GetSessionRequest(agent_id=agent_id, session_id=session_id))
 
 
 async def test_two_turns_sent_at_once_run_one_and_refuse_the_other(tmp_path: Path) -> None:
