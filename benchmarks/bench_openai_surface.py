@@ -112,7 +112,7 @@ def retrieval(client: openai.OpenAI, base_url: str, chunks: int) -> tuple[list[l
     for mode in ("vector", "keyword", "hybrid"):
         cycle = iter(queries * 10)
         samples = timed(
-            lambda mode=mode: client.vector_stores.search(
+            lambda mode=mode, cycle=cycle: client.vector_stores.search(
                 vector_store_id=store.id, query=next(cycle), max_num_results=10, extra_body={"search_mode": mode}
             ),
             50,
@@ -132,6 +132,8 @@ def main() -> None:
             client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0, timeout=600)
             print(f"== a Responses turn vs the same chat completion, {args.requests} sequential requests (ms)")
             print(table(["", "p50", "p99", "added", "ratio"], turn_overhead(client, args.requests)))
+            if not args.chunks:
+                return
             ingestion, search = retrieval(client, server.url, args.chunks)
             print(f"\n== ingestion of {args.chunks} chunks (chunks/s; ratio: ingestion speed / raw embedding speed)")
             print(table(["", "chunks/s", "ratio"], ingestion))

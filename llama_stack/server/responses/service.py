@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
-
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.models import Models, ModelType
 from llama_stack.apis.responses import (
@@ -70,22 +68,18 @@ class Responses:
                     )
                 for vector_store_id in tool.vector_store_ids:
                     await self.stores.get(vector_store_id)
-        http = httpx.AsyncClient(timeout=self.web_timeout_s)
-        services = TurnServices(chat, self.stores, http, self.outbound, self.store)
+        services = TurnServices(chat, self.stores, self.outbound, self.store, self.web_timeout_s)
         return Turn(services, request, chain, input_items(request.input))
 
     async def run(self, turn: Turn) -> AsyncIterator[Event]:
         """The turn's events, with the response stored as it starts and as it ends."""
         request, owner = turn.request, owner_of_new_resource()
-        try:
-            async for event in turn.events():
-                if event["type"] == "response.created" and request.store:
-                    await self._save(turn, event["response"], owner)
-                if event["type"] in FINAL:
-                    await self._finish(turn, event["response"], owner)
-                yield event
-        finally:
-            await turn.services.http.aclose()
+        async for event in turn.events():
+            if event["type"] == "response.created" and request.store:
+                await self._save(turn, event["response"], owner)
+            if event["type"] in FINAL:
+                await self._finish(turn, event["response"], owner)
+            yield event
 
     async def _save(self, turn: Turn, response: Event, owner: str | None) -> None:
         record = turn.record(response).model_copy(update={"owner": owner})

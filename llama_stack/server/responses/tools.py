@@ -97,8 +97,8 @@ class WebSearch:
     name = "web_search"
     ENGINES = (("tavily", "tavily_search_api_key"), ("brave", "brave_search_api_key"), ("bing", "bing_search_api_key"))
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s  # a client per search: building one costs more than a rare search saves
 
     def spec(self) -> oai.ToolSpec:
         return function_spec(self.name, "Search the web for up-to-date information.", QUERY_SCHEMA)
@@ -116,8 +116,10 @@ class WebSearch:
         from llama_stack.providers.agents.tools.web import WebSearchTool
 
         query = _query(arguments)
-        tool = WebSearchTool(SearchToolDefinition(engine=self._engine()), WebToolsConfig(), self.http)  # type: ignore[arg-type]
-        outcome = await tool.run(ToolCall(call_id="web", tool_name="brave_search", arguments={"query": query}))
+        definition = SearchToolDefinition(engine=self._engine())  # type: ignore[arg-type]
+        async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as http:
+            tool = WebSearchTool(definition, WebToolsConfig(), http)
+            outcome = await tool.run(ToolCall(call_id="web", tool_name="brave_search", arguments={"query": query}))
         item: Item = {
             "type": "web_search_call",
             "id": new_id("ws_"),

@@ -16,8 +16,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
-
 from llama_stack.apis.common import SafetyViolation
 from llama_stack.apis.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge, StackError
 from llama_stack.apis.inference import (
@@ -59,9 +57,9 @@ class ChatStream(Protocol):
 class TurnServices:
     chat: ChatStream  # the inference router, with the request's guardrails around it
     stores: VectorStores | None
-    http: httpx.AsyncClient
     outbound: OutboundPolicy
     store: ResponseStore
+    web_timeout_s: float
 
 
 @dataclass
@@ -209,7 +207,7 @@ class Turn:
                     "response.mcp_list_tools.completed", item_id=item_id, output_index=len(self.output) - 1
                 )
             elif not isinstance(tool, FunctionTool):
-                self.web_search = WebSearch(services.http)
+                self.web_search = WebSearch(services.web_timeout_s)
 
     async def _answer_approvals(self) -> AsyncIterator[Event]:
         """Run (or decline) the MCP calls the client answered with an mcp_approval_response."""
