@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from llama_stack.apis.inference import ChatCompletionRequest
-from llama_stack.apis.safety import RunShieldRequest
-from llama_stack.distribution.guardrails import Guardrails, guarded_chat
+from llama_stack.apis.safety import Guardrails, RunShieldRequest
+from llama_stack.distribution.guardrails import guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import parse_run_config
