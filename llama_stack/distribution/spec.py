@@ -249,6 +249,10 @@ class RunConfig(StrictModel):
     shields: list[ShieldInput] = Field(default_factory=list)
     memory_banks: list[MemoryBankInput] = Field(default_factory=list)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    # Written by upstream Llama Stack's `build`; they say how an image was built, so running
+    # takes them as they are and uses neither.
+    docker_image: str | None = None
+    conda_env: str | None = None
 
     def served_apis(self) -> list[Api]:
         listed = self.apis or [api for api in PROVIDER_APIS if self.providers.get(api)]

@@ -179,6 +179,8 @@ def test_the_guard_server_follows_the_inference_url_unless_safety_url_is_set(nam
 UPSTREAM_RUN_YAML = """\
 version: '2'
 image_name: upstream
+docker_image: null
+conda_env: upstream
 apis:
 - inference
 providers:
