@@ -21,6 +21,7 @@ from llama_stack.apis.common import (
     ToolPromptFormat,
     WireModel,
 )
+from llama_stack.apis.safety import GuardrailsField
 
 
 class JsonSchemaResponseFormat(WireModel):
@@ -54,6 +55,9 @@ class ChatCompletionRequest(WireModel):
     response_format: ResponseFormat | None = None
     stream: bool = False
     logprobs: LogProbConfig | None = None
+    # Shields around this call (our extension of the v0.0.63 wire format): the face applies them;
+    # they are never serialised on, to a provider's backend or a client.
+    guardrails: GuardrailsField = Field(default=None, exclude=True)
 
 
 class CompletionRequest(WireModel):

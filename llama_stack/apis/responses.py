@@ -15,6 +15,7 @@ from pydantic import Field
 
 from llama_stack.apis.common import WireModel
 from llama_stack.apis.errors import NotFound
+from llama_stack.apis.safety import GuardrailsField
 from llama_stack.apis.vector_stores import Filter
 
 
@@ -202,6 +203,7 @@ class ConversationRef(WireModel):
 
 class CreateResponseRequest(WireModel):
     model: str = Field(min_length=1)
+    guardrails: GuardrailsField = Field(default=None, exclude=True)  # our extension (extra_body)
     input: str | list[InputItem]
     instructions: str | None = None
     tools: list[Tool] = Field(default_factory=list)

@@ -1,6 +1,6 @@
 """Guardrails on chat completion: input shields run before inference, output shields on the answer.
 
-A request asks for them with a `guardrails` body field, the same on both faces:
+A request asks for them with a `guardrails` body field (apis/safety.py), the same on both faces:
 `{"input": [shield ids], "output": [shield ids], "check_every": "sentence" | N}`.
 
 A violation (level "error"; warn / info verdicts never block) never becomes an HTTP error: the
@@ -22,10 +22,7 @@ from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
-
 from llama_stack.apis.common import CompletionMessage, Message, SafetyViolation, StopReason
-from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import (
     ChatCompletionEventType,
     ChatCompletionRequest,
@@ -35,7 +32,7 @@ from llama_stack.apis.inference import (
     Inference,
     ToolCallParseStatus,
 )
-from llama_stack.apis.safety import RunShieldRequest, Safety
+from llama_stack.apis.safety import Guardrails, RunShieldRequest, Safety
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.routers import relay
 
@@ -49,29 +46,6 @@ Check = Callable[[str], Awaitable[SafetyViolation | None]]
 SENTENCE_END = re.compile("[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019)\\]]*\\s|\n")
 # In sentence mode, text without a sentence end (code, lists) is still checked this often.
 MAX_HELD_DELTAS = 64
-
-
-class Guardrails(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    input: list[str] = Field(default_factory=list, description="shields run on the request's messages")
-    output: list[str] = Field(default_factory=list, description="shields run on the answer")
-    check_every: Literal["sentence"] | PositiveInt = Field(
-        default="sentence", description="when a streamed answer is checked: each sentence, or every N deltas"
-    )
-
-    @classmethod
-    def from_body(cls, body: Any) -> Guardrails | None:
-        raw = body.get("guardrails") if isinstance(body, dict) else None
-        if raw is None:
-            return None
-        try:
-            guardrails = cls.model_validate(raw)
-        except ValidationError as e:
-            problem = e.errors()[0]
-            where = ".".join(str(part) for part in ("guardrails", *problem["loc"]))
-            raise InvalidRequest(f"{where}: {problem['msg']}") from e
-        return guardrails if guardrails.input or guardrails.output else None
 
 
 class GuardedChatCompletionResponse(ChatCompletionResponse):

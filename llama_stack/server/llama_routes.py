@@ -26,7 +26,7 @@ from llama_stack.apis.memory_banks import RegisterMemoryBankRequest, UnregisterM
 from llama_stack.apis.models import RegisterModelRequest, UnregisterModelRequest
 from llama_stack.apis.safety import RunShieldRequest
 from llama_stack.apis.shields import RegisterShieldRequest
-from llama_stack.distribution.guardrails import Guardrails, guarded_chat
+from llama_stack.distribution.guardrails import guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack
 from llama_stack.server.params import json_response, query_and_body
@@ -58,9 +58,9 @@ def llama_router(stack: Stack) -> APIRouter:
     apis = stack.faces  # an API the distribution does not serve answers 501 naming what to add
 
     @router.post("/inference/chat-completion")
-    async def chat_completion(request: ChatCompletionRequest, http: Request) -> Response:
+    async def chat_completion(request: ChatCompletionRequest) -> Response:
         # Shields asked for in the body's `guardrails` field wrap the call (docs/safety.md).
-        chat = await guarded_chat(stack, apis[Api.inference], Guardrails.from_body(await http.json()))
+        chat = await guarded_chat(stack, apis[Api.inference], request.guardrails)
         if request.stream:
             return await sse_response(chat.chat_completion_stream(request))
         return json_response(await chat.chat_completion(request))

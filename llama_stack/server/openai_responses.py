@@ -16,7 +16,7 @@ from llama_stack.apis.responses import (
     ListResponsesRequest,
     UpdateConversationRequest,
 )
-from llama_stack.distribution.guardrails import Guardrails
+from llama_stack.apis.safety import Guardrails
 from llama_stack.server.params import json_response, query_params
 from llama_stack.server.responses.service import Conversations, Responses
 from llama_stack.server.responses.turn import ChatStream
@@ -39,10 +39,10 @@ def responses_router(responses: Responses, chat_for: ChatFor) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
     @router.post("/responses")
-    async def create_response(body: CreateResponseRequest, http: Request) -> Response:
+    async def create_response(body: CreateResponseRequest) -> Response:
         # Shields asked for with extra_body={"guardrails": ...} check the input and the streamed
         # output, as on chat completions; a blocked answer is a `refusal` content part.
-        chat = await chat_for(Guardrails.from_body(await http.json()))
+        chat = await chat_for(body.guardrails)
         turn = await responses.start(body, chat)
         if body.stream:
             return await sse_response(responses.run(turn), frame=_event_frame, error_frame=_error_frame)

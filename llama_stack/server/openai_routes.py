@@ -9,7 +9,7 @@ import struct
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from llama_stack.apis.common import SafetyViolation, content_text
@@ -24,7 +24,7 @@ from llama_stack.apis.inference import (
     ToolCallParseStatus,
 )
 from llama_stack.apis.models import ModelType
-from llama_stack.distribution.guardrails import GuardedChat, Guardrails, guarded_chat
+from llama_stack.distribution.guardrails import GuardedChat, guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack
 from llama_stack.models.openai.answers import (
@@ -74,13 +74,13 @@ def openai_router(stack: Stack) -> APIRouter:
         return json_response({"id": model.identifier, "object": "model", "created": 0, "owned_by": model.provider_id})
 
     @router.post("/chat/completions")
-    async def chat_completions(body: oai.ChatCompletionsRequest, http: Request) -> Response:
+    async def chat_completions(body: oai.ChatCompletionsRequest) -> Response:
         request = to_chat_request(body)
         stops = stop_sequences(body.stop)
         completion_id, created = new_id("chatcmpl"), now()
         # Shields asked for with extra_body={"guardrails": ...} wrap the call (docs/safety.md); a
         # violation ends the answer with finish_reason "content_filter".
-        chat = await guarded_chat(stack, _inference(stack), Guardrails.from_body(await http.json()))
+        chat = await guarded_chat(stack, _inference(stack), body.guardrails)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             chunks = chat.chat_completion_stream(request)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from llama_stack.apis.safety import Guardrails
 from llama_stack.distribution.files import KVFiles
-from llama_stack.distribution.guardrails import Guardrails, guarded_chat
+from llama_stack.distribution.guardrails import guarded_chat
 from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack

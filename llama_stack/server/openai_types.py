@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llama_stack.apis.safety import GuardrailsField
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
@@ -93,6 +95,7 @@ class SamplingFields(_Body):
 
 class ChatCompletionsRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
+    guardrails: GuardrailsField = None  # our extension, sent by the openai SDK as extra_body
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[ToolSpec] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
