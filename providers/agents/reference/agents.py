@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
-from typing import Any
 
 import httpx
 
@@ -61,10 +60,10 @@ class MetaReferenceAgents:
     ) -> None:
         self.config = config
         self.store = store
-        self.models: Any = deps[Api.models]
-        self.safety: Any | None = deps.get(Api.safety)
-        self.shields: Any | None = deps.get(Api.shields) if self.safety is not None else None
-        self.banks: Any | None = deps.get(Api.memory_banks)
+        self.models = deps[Api.models]
+        self.safety = deps.get(Api.safety)
+        self.shields = deps.get(Api.shields) if self.safety is not None else None
+        self.banks = deps.get(Api.memory_banks)
         self.retriever = Retriever(deps.get(Api.memory), self.banks, self.models, config.session_bank_embedding_model)
         self._owns_http = http is None
         self.http = http or httpx.AsyncClient(timeout=config.web.timeout_s, follow_redirects=True)
