@@ -2,7 +2,7 @@
 # Installs the system packages the test suite uses:
 # - redis-server: the tests start their own (tests/servers.py);
 # - bubblewrap: the code_interpreter sandbox (the tests cover both it and the fallback);
-# - wrk: the gateway benchmark's load generator (scripts/bench_gateway.py).
+# - wrk: the gateway benchmark's load generator (benchmarks/bench_gateway.py).
 # Postgres needs nothing here: the `pgserver` wheel (in the [dev] extra) ships its own binaries.
 # When the tests run as root, pgserver runs Postgres as a system user `pgserver` it creates itself.
 set -euo pipefail

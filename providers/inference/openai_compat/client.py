@@ -1,6 +1,6 @@
 """A lean HTTP client for one OpenAI-compatible upstream, in place of the openai SDK.
 
-Why not the SDK, nor httpx.AsyncClient (measured in the gateway, scripts/bench_gateway.py):
+Why not the SDK, nor httpx.AsyncClient (measured in the gateway, benchmarks/bench_gateway.py):
   * the SDK spent ~0.8 ms of CPU per call transforming the params (a recursive TypedDict walk),
     building pydantic models of the answer and its request objects;
   * httpx.AsyncClient adds auth/cookie/redirect/event-hook machinery and an INFO log line per
