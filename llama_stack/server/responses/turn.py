@@ -99,6 +99,7 @@ class Turn:
         self.web_search: WebSearch | None = None
         self.mcp: dict[str, McpServer] = {}  # tool name -> its server
         self.server_calls = 0
+        self.model_calls = 0
         self.handed_over = False
         self.cancelled = False
         self.next_cancel_check = 0.0
@@ -258,6 +259,8 @@ class Turn:
 
     def _tool_choice(self) -> Any:
         choice = self.request.tool_choice
+        if self.model_calls > 0 and choice != "none":
+            return "auto"  # a forced choice forces the first call only, or a tool would be called forever
         if isinstance(choice, str):
             return choice
         name = {"file_search": "file_search", "web_search": "web_search", "web_search_preview": "web_search"}.get(
@@ -271,6 +274,7 @@ class Turn:
         """Stream one model call, then run or hand over the tools it called (`called_tools`);
         `handed_over` tells whether the client must act before the model can go on."""
         stream = self.services.chat.chat_completion_stream(self._chat_request())
+        self.model_calls += 1
         message = _MessageBuilder(self)
         calls: list[tuple[str, str]] = []
         held: str | None = None  # one text delta held back: it may be a shield's refusal
