@@ -84,6 +84,7 @@ class Image:
 def build_image(podman: Podman, context: Path, tag: str, *source: str) -> Image:
     """`llama stack build --image-type container` with the engine it finds (docker's client has no
     daemon here, so podman), on the local Debian base."""
+    previous = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip()
     started = time.monotonic()
     command = [LLAMA, "stack", "build", *source, "--image-type", "container", "--output-dir", str(context)]
     completed = subprocess.run(
@@ -102,6 +103,8 @@ def build_image(podman: Podman, context: Path, tag: str, *source: str) -> Image:
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert f"Built the image {tag}" in completed.stdout
     size = int(podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
+    if previous and previous != podman("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip():
+        podman("rmi", previous, check=False)  # the tier's last image of this tag, now untagged
     return Image(tag, seconds, size, context)
 
 

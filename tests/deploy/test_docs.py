@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -89,7 +90,7 @@ def test_every_example_runs_or_says_why_not() -> None:
 def test_deployment_says_what_was_not_run() -> None:
     text = (DOCS / "deployment.md").read_text()
     section = text.split("## What was not run here", 1)[1]
-    for fact in ("no container engine", "No image was built", "No compose stack was started", "No cluster"):
+    for fact in ("No compose stack was started", "No cluster", "No image was pushed"):
         assert fact in section
 
 
@@ -111,6 +112,8 @@ def test_shell_example_runs(block: Block, tmp_path: Path) -> None:
         "PATH": os.pathsep.join([str(BIN), no_engine_path(tmp_path), "/usr/bin", "/bin"]),
         "HOME": str(home),
         "COLUMNS": "200",
+        # The container builds' wheel cache is the user's, kept between runs (HOME here is fresh).
+        "XDG_CACHE_HOME": str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache"),
     }
     completed = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.code],
@@ -130,7 +133,7 @@ def test_the_container_example_writes_a_context_that_lints_clean(tmp_path: Path)
     block = next(b for b in SHELL if "--template demo --image-type container" in b.code)
     test_shell_example_runs(block, tmp_path)
     context = tmp_path / "demo-image"
-    assert {"Dockerfile", "run.yaml", "src"} <= {p.name for p in context.iterdir()}
+    assert {"Dockerfile", "run.yaml", "wheels"} <= {p.name for p in context.iterdir()}
 
 
 # -- examples against a live demo server ------------------------------------------------------
