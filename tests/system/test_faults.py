@@ -11,6 +11,7 @@ the processes running.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,10 +171,16 @@ def test_postgres_crash_and_restart_loses_no_acknowledged_document(processes: Pr
     memory.register()
     assert memory.insert_serially(10, prefix="before") == []
     processes.postgres.crash()
-    # A query during the outage waits out the pool's 30 s timeout before its clear 502: not here.
-    during = memory.insert_outcome("during-outage")
+    during = [memory.insert_outcome("during-outage"), memory.query_outcome("during the outage")]
     processes.postgres.start()
-    assert unclear([during]) == []
+    # The pool heals by itself: until it has, calls answer a retryable 503 (a clear error).
+    healing = [memory.insert_outcome("healing-0")]
+    deadline = time.monotonic() + 30
+    while healing[-1].status != 200 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        healing.append(memory.insert_outcome(f"healing-{len(healing)}"))
+    assert unclear(during) == []
+    assert healing[-1].status == 200 and unclear(healing) == [], [o.summary() for o in healing]
     assert memory.insert_serially(5, prefix="after") == []
     assert memory.lost() == []
     assert server_answers(processes.url)
