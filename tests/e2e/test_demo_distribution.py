@@ -288,3 +288,38 @@ def test_llama_guard_joins_the_demo_when_safety_model_names_a_guard() -> None:
     ]
     guard = next(model for model in guarded.models if model.model_id == "/weights/Llama-Guard-3-1B")
     assert (guard.provider_id, guard.provider_model_id) == ("transformers", "/weights/Llama-Guard-3-1B")
+
+
+def test_the_openai_surface_on_the_demo(demo: str) -> None:
+    """The official openai SDK against the demo: responses answered by SmolLM2 (greedy), a file in
+    a vector store, a conversation, and moderations by the demo's only shield (no Llama Guard
+    ships with it, and moderations say so). A 135M model seldom calls tools when told to, so
+    file_search through responses is proven on the vllm distribution instead."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{demo}/v1", api_key="none", max_retries=0, timeout=120)
+    answer = client.responses.create(model=SMOL, input="What is the capital of France?", temperature=0)
+    assert answer.status == "completed" and "Paris" in answer.output_text
+
+    note = client.files.create(
+        file=("zorblat.txt", b"The keeper of the lighthouse is called Zorblat."), purpose="assistants"
+    )
+    store = client.vector_stores.create(name="lighthouse", file_ids=[note.id])
+    assert (
+        client.vector_stores.search(vector_store_id=store.id, query="lighthouse keeper").data[0].filename
+        == "zorblat.txt"
+    )
+    conversation = client.conversations.create()
+    events = list(
+        client.responses.create(
+            model=SMOL, input="Say hello.", conversation=conversation.id, stream=True, max_output_tokens=16
+        )
+    )
+    assert events[-1].type == "response.completed"
+    assert len(client.conversations.items.list(conversation.id).data) == 2
+
+    insecure = "import hashlib\n\ndef digest(password):\n    return hashlib.md5(password.encode()).hexdigest()\n"
+    moderation = client.moderations.create(model="code_scanner", input=insecure)
+    assert moderation.results[0].flagged
+    with pytest.raises(openai.BadRequestError, match="SAFETY_MODEL"):
+        client.moderations.create(input="hello")
