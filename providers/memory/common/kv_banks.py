@@ -55,9 +55,6 @@ class KVBanks:
     async def open_keyword_bank(self, bank_id: str) -> None:
         self.keyword_indexes.forget(bank_id)  # loaded from the store on the first query
 
-    async def close_bank(self, bank_id: str) -> None:
-        self.keyword_indexes.forget(bank_id)
-
     async def drop_bank(self, bank_id: str) -> None:
         for key in await self.store.keys_with_prefix(_bank_prefix(bank_id)):
             await self.store.delete(key)
