@@ -59,7 +59,6 @@ from llama_stack.distribution.provider import Api, Deps, ProviderSpec
 from llama_stack.distribution.registry import install_provider
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import parse_run_config
-from llama_stack.providers.agents.reference import provider_spec as agents_spec
 
 LLM, SAFETY, MEMORY = "test::agents-llm", "test::agents-safety", "test::agents-memory"
 MODEL, EMBEDDER, SHIELD = "agent-llm", "agent-embedder", "word-guard"
@@ -243,7 +242,6 @@ def install() -> None:
     install_provider(ProviderSpec(Api.inference, LLM, LLMConfig, _llm, "scripted LLM for the agent loop"))
     install_provider(ProviderSpec(Api.safety, SAFETY, SafetyConfig, _safety, "word-list shield"))
     install_provider(ProviderSpec(Api.memory, MEMORY, MemoryConfig, _memory, "word-overlap memory"))
-    install_provider(agents_spec)
 
 
 def run_config(
