@@ -16,28 +16,17 @@ import os
 from pathlib import Path
 
 
-def install_test_providers() -> None:
-    from llama_stack.distribution.provider import Api
-    from llama_stack.distribution.registry import install_provider, provider_registry
-    from tests.providers.safety.stacks import install_safety_providers
-
-    install_safety_providers()  # the scripted chat model and the scripted Llama Guard among them
-    if (Api.agents, "inline::meta-reference") not in provider_registry():
-        from llama_stack.providers.agents.reference import provider_spec
-
-        install_provider(provider_spec)
-
-
 def main() -> None:
     from llama_stack.distribution.spec import load_run_config
     from llama_stack.server.run import serve
+    from tests.providers.safety.stacks import install_safety_providers
 
     parser = argparse.ArgumentParser(prog="python -m tests.system.serve")
     parser.add_argument("run_yaml", type=Path)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    install_test_providers()
+    install_safety_providers()  # the scripted chat model and the scripted Llama Guard among them
     config = load_run_config(args.run_yaml, dict(os.environ))
     asyncio.run(serve(config, host="127.0.0.1", port=args.port))  # SIGTERM: a graceful stop
 
