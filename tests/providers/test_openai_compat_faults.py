@@ -214,7 +214,9 @@ async def test_databricks_needs_a_url() -> None:
 def test_shipped_distribution_configs_are_valid(name: str) -> None:
     config = load_run_config(DISTRIBUTIONS / name / "run.yaml", env={})
     remote = [e for e in config.providers[Api.inference] if e.provider_type.startswith("remote::")]
-    assert [e.provider_type for e in remote] == [f"remote::{name}"]
+    # vLLM and TGI serve one model per server: the guard model has an endpoint of its own.
+    guard_endpoint = [f"remote::{name}"] if name in ("vllm", "tgi") else []
+    assert [e.provider_type for e in remote] == [f"remote::{name}", *guard_endpoint]
     for index, entry in enumerate(remote):
         validate_section(OpenAICompatConfig, entry.config, ("providers", "inference", index, "config"))
     assert config.models and all(m.provider_id for m in config.models)
