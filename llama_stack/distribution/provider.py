@@ -3,6 +3,11 @@
 A provider package exposes `provider_spec: ProviderSpec`, found through the entry-point group
 "llama_stack.providers". Its `config_class` must import cheaply (pydantic only); its factory does
 the heavy imports, so a distribution never imports what it does not use.
+
+A spec is typed by its config class and by the API Protocol its factory returns: a package
+annotates its spec with its API's alias (`provider_spec: InferenceSpec[MyConfig] = ProviderSpec(...)`),
+so mypy rejects a provider whose methods do not match the API's Protocol, or a factory that does
+not take the spec's config class.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ import importlib.util
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, overload
 
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from llama_stack.apis.agents import Agents
 from llama_stack.apis.errors import NotImplementedYet
@@ -24,6 +30,7 @@ from llama_stack.apis.models import Models
 from llama_stack.apis.safety import Safety
 from llama_stack.apis.shields import Shields
 from llama_stack.distribution.outbound import OutboundPolicy
+from llama_stack.distribution.store.api import KVStore, KVStoreConfig
 
 
 class Api(StrEnum):
@@ -130,23 +137,38 @@ class Deps(ApiRouters):
         apis: Mapping[Api, object] | None = None,
         outbound: OutboundPolicy | None = None,
         multi_tenant: bool = False,
+        kvstore: KVStore | None = None,
     ) -> None:
         super().__init__(apis)
         # What the provider may fetch for a caller (server.outbound); the default refuses non-public addresses.
         self.outbound = outbound or OutboundPolicy()
         # server.auth defines API keys: callers are tenants who must not reach each other's data.
         self.multi_tenant = multi_tenant
+        self._kvstore = kvstore
+
+    @property
+    def kvstore(self) -> KVStore:
+        """The provider's own kvstore, opened by the stack from the config its spec names
+        (`ProviderSpec.kvstore`); the provider owns it from then on and closes it on shutdown."""
+        if self._kvstore is None:
+            raise RuntimeError("this provider was not handed a kvstore: its spec names none (ProviderSpec.kvstore)")
+        return self._kvstore
 
 
-ProviderFactory = Callable[[Any, Deps], Awaitable[Any]]
+# Defaults: a bare `ProviderSpec` annotation means any provider's spec (AnyProviderSpec).
+ConfigT = TypeVar("ConfigT", bound=BaseModel, default=Any)
+ImplT = TypeVar("ImplT", default=Any)
+
+# What a provider package's factory is: its config and Deps in, its API's implementation out.
+ProviderFactory = Callable[[ConfigT, Deps], Awaitable[ImplT]]
 
 
 @dataclass(frozen=True)
-class ProviderSpec:
+class ProviderSpec(Generic[ConfigT, ImplT]):
     api: Api
     provider_type: str
-    config_class: type[BaseModel]
-    factory: ProviderFactory
+    config_class: type[ConfigT]
+    factory: ProviderFactory[ConfigT, ImplT]
     description: str
     # The modules the factory imports, and the extra of this package that installs them.
     required_modules: tuple[str, ...] = ()
@@ -160,6 +182,9 @@ class ProviderSpec:
     optional_depends_on: tuple[Api, ...] = ()
     # For packages an extra cannot express (conflicting pins, binaries from another venv).
     install_hint: str | None = None
+    # The kvstore of the provider's config (e.g. its `kvstore` field): the stack opens it and hands
+    # it over as `deps.kvstore`, so providers never open stores themselves.
+    kvstore: Callable[[ConfigT], KVStoreConfig] | None = None
 
     def missing_modules(self) -> list[str]:
         return [name for name in self.required_modules if importlib.util.find_spec(name) is None]
@@ -171,3 +196,13 @@ class ProviderSpec:
         if self.extra:
             return f"pip install 'llamastack-lite[{self.extra}]'"
         return "pip install " + " ".join(f"'{p}'" for p in self.pip_packages)
+
+
+# The spec of a provider of each API: `InferenceSpec[MyConfig]` is a spec whose factory takes a
+# MyConfig and returns an Inference. Every shipped provider package annotates its spec with one.
+InferenceSpec = ProviderSpec[ConfigT, Inference]
+SafetySpec = ProviderSpec[ConfigT, Safety]
+MemorySpec = ProviderSpec[ConfigT, Memory]
+AgentsSpec = ProviderSpec[ConfigT, Agents]
+# Any provider's spec, as the registry and the resolver hold them.
+AnyProviderSpec = ProviderSpec[Any, Any]

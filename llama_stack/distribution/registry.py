@@ -10,7 +10,7 @@ import logging
 from functools import cache
 from importlib.metadata import entry_points
 
-from llama_stack.distribution.provider import Api, ProviderSpec
+from llama_stack.distribution.provider import AnyProviderSpec, Api, ProviderSpec
 
 ENTRY_POINT_GROUP = "llama_stack.providers"
 
@@ -22,21 +22,21 @@ class UnknownProvider(LookupError):
 
 
 # Providers added in-process (an app embedding the stack, or a test's scripted provider).
-_installed: dict[tuple[Api, str], ProviderSpec] = {}
+_installed: dict[tuple[Api, str], AnyProviderSpec] = {}
 
 
-def install_provider(spec: ProviderSpec) -> None:
+def install_provider(spec: AnyProviderSpec) -> None:
     """Make a provider available without packaging it as an entry point."""
     _installed[(spec.api, spec.provider_type)] = spec
 
 
-def provider_registry() -> dict[tuple[Api, str], ProviderSpec]:
+def provider_registry() -> dict[tuple[Api, str], AnyProviderSpec]:
     return {**_discovered(), **_installed}
 
 
 @cache
-def _discovered() -> dict[tuple[Api, str], ProviderSpec]:
-    registry: dict[tuple[Api, str], ProviderSpec] = {}
+def _discovered() -> dict[tuple[Api, str], AnyProviderSpec]:
+    registry: dict[tuple[Api, str], AnyProviderSpec] = {}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         # A broken plugin must not take down the providers that work; it is named in the log.
         try:
@@ -51,14 +51,14 @@ def _discovered() -> dict[tuple[Api, str], ProviderSpec]:
     return registry
 
 
-def providers_for(api: Api) -> list[ProviderSpec]:
+def providers_for(api: Api) -> list[AnyProviderSpec]:
     return sorted(
         (spec for (spec_api, _), spec in provider_registry().items() if spec_api == api),
         key=lambda spec: spec.provider_type,
     )
 
 
-def get_provider_spec(api: Api, provider_type: str) -> ProviderSpec:
+def get_provider_spec(api: Api, provider_type: str) -> AnyProviderSpec:
     spec = provider_registry().get((api, provider_type))
     if spec is None:
         known = ", ".join(s.provider_type for s in providers_for(api)) or "none installed"

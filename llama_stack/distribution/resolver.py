@@ -15,7 +15,7 @@ from llama_stack.apis.memory_banks import RegisterMemoryBankRequest
 from llama_stack.apis.models import RegisterModelRequest
 from llama_stack.apis.shields import RegisterShieldRequest
 from llama_stack.distribution.outbound import OutboundPolicy
-from llama_stack.distribution.provider import Api, ApiRouters, Deps, ProviderSpec
+from llama_stack.distribution.provider import AnyProviderSpec, Api, ApiRouters, Deps
 from llama_stack.distribution.registry import UnknownProvider, get_provider_spec
 from llama_stack.distribution.routers import InferenceRouter, MemoryRouter, SafetyRouter
 from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class ResolvedProvider:
     api: Api
     provider_id: str
-    spec: ProviderSpec
+    spec: AnyProviderSpec
     impl: Any
 
 
@@ -63,9 +63,9 @@ class Stack:
         await self.store.close()
 
 
-def _specs(config: RunConfig) -> dict[Api, list[tuple[int, ProviderSpec, BaseModel]]]:
+def _specs(config: RunConfig) -> dict[Api, list[tuple[int, AnyProviderSpec, BaseModel]]]:
     """Look up and validate every provider entry before starting any of them."""
-    resolved: dict[Api, list[tuple[int, ProviderSpec, BaseModel]]] = {}
+    resolved: dict[Api, list[tuple[int, AnyProviderSpec, BaseModel]]] = {}
     for api in config.served_apis():
         entries = config.providers.get(api, [])
         seen: set[str] = set()
@@ -92,7 +92,17 @@ def _specs(config: RunConfig) -> dict[Api, list[tuple[int, ProviderSpec, BaseMod
 REGISTRIES = (Api.models, Api.shields, Api.memory_banks)
 
 
-def _api_order(specs: dict[Api, list[tuple[int, ProviderSpec, BaseModel]]]) -> list[Api]:
+async def _open_kvstore(spec: AnyProviderSpec, provider_config: BaseModel) -> KVStore | None:
+    """The provider's own kvstore (Deps.kvstore), from the config its spec names."""
+    if spec.kvstore is None:
+        return None
+    try:
+        return await kvstore_from_config(spec.kvstore(provider_config))
+    except (MissingDependency, ConnectionError) as e:
+        raise RuntimeError(f"kvstore: {e}") from e
+
+
+def _api_order(specs: dict[Api, list[tuple[int, AnyProviderSpec, BaseModel]]]) -> list[Api]:
     graph: dict[Api, set[Api]] = {api: set() for api in specs}
     for api, entries in specs.items():
         for _, spec, _ in entries:
@@ -203,14 +213,21 @@ async def build_stack(config: RunConfig) -> Stack:
                 entry = config.providers[api][index]
                 wanted = (*spec.depends_on, *spec.optional_depends_on)
                 routers = {api: stack.routers.get(api) for api in wanted if api in stack.routers}
-                deps = Deps(routers, outbound, multi_tenant)
+                kv = None
                 try:
-                    impl = await spec.factory(provider_config, deps)
+                    kv = await _open_kvstore(spec, provider_config)
+                    impl = await spec.factory(provider_config, Deps(routers, outbound, multi_tenant, kv))
                 except (StackError, OSError, ValueError, RuntimeError) as e:
+                    if kv is not None:  # the provider did not start, so it does not own its store
+                        await kv.close()
                     message = e.message if isinstance(e, StackError) else str(e)
                     raise ConfigError(
                         f"providers.{api.value}[{index}] ({spec.provider_type}): failed to start: {message}"
                     ) from e
+                except BaseException:
+                    if kv is not None:
+                        await kv.close()
+                    raise
                 impls[entry.provider_id] = impl
                 stack.providers.append(ResolvedProvider(api, entry.provider_id, spec, impl))
             stack.routers.set(api, _build_router(api, stack, impls, outbound))

@@ -116,7 +116,7 @@ def test_a_postgres_outage_is_a_503_within_two_seconds_and_heals_by_itself(
 
         postgres.stop()
         try:
-            calls = [
+            calls: list[tuple[str, dict[str, Any]]] = [
                 ("/alpha/memory/query", QUERY),  # the pool's idle connection finds the server gone
                 ("/alpha/memory/query", QUERY),  # now the pool has no connection to give
                 ("/alpha/memory/query", {**QUERY, "params": {"mode": "hybrid"}}),

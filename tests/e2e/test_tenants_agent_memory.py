@@ -63,7 +63,7 @@ def test_an_agent_cannot_retrieve_from_another_tenants_bank(server: LiveServer) 
     alice = client(server, "alice")
     params: Any = {"memory_bank_type": "vector", "embedding_model": EMBEDDER, "chunk_size_in_tokens": 64}
     alice.memory_banks.register(memory_bank_id="alice-vault", params=params)
-    alice.memory.insert(bank_id="alice-vault", documents=[{"document_id": "v", "content": SECRET}])  # type: ignore[list-item]
+    alice.memory.insert(bank_id="alice-vault", documents=[{"document_id": "v", "content": SECRET}])  # type: ignore[typeddict-item]
 
     assert "7431" in ask(rag_agent(alice, "alice-vault"), "what is the vault code?")  # the owner's agent reads it
     bob = client(server, "bob")

@@ -95,7 +95,7 @@ def alice_bank(server: LiveServer) -> str:
     alice.memory_banks.register(memory_bank_id="alice-notes", params=params())  # type: ignore[arg-type]
     alice.memory.insert(
         bank_id="alice-notes",
-        documents=[{"document_id": "vault", "content": SECRET, "metadata": {}}],  # type: ignore[list-item]
+        documents=[{"document_id": "vault", "content": SECRET, "metadata": {}}],
     )
     return "alice-notes"
 
@@ -159,7 +159,7 @@ def test_each_tenant_keeps_its_own_bank_and_the_shared_one(server: LiveServer, a
     bob.memory_banks.register(memory_bank_id="bob-notes", params=params())  # type: ignore[arg-type]
     bob.memory.insert(
         bank_id="bob-notes",
-        documents=[{"document_id": "menu", "content": "Soup on Mondays.", "metadata": {}}],  # type: ignore[list-item]
+        documents=[{"document_id": "menu", "content": "Soup on Mondays.", "metadata": {}}],
     )
     assert {bank.identifier for bank in bob.memory_banks.list()} == {"bob-notes", "handbook"}
     alice_sees = {bank.identifier for bank in client(server, "alice").memory_banks.list()}

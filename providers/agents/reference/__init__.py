@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import AgentsSpec, Api, Deps, ProviderSpec
 
 from .config import MetaReferenceAgentsConfig
 
@@ -17,17 +17,10 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: MetaReferenceAgentsConfig, deps: Deps) -> MetaReferenceAgents:
-    from llama_stack.distribution.store import kvstore_from_config
-    from llama_stack.distribution.store.api import MissingDependency
-
     from .agents import MetaReferenceAgents
     from .persistence import AgentStore
 
-    try:
-        kv = await kvstore_from_config(config.persistence_store)
-    except (MissingDependency, ConnectionError) as e:
-        raise RuntimeError(f"persistence_store: {e}") from e
-    agents = MetaReferenceAgents(config, deps, AgentStore(kv))
+    agents = MetaReferenceAgents(config, deps, AgentStore(deps.kvstore))
     if deps.multi_tenant:  # fail now, not at the first code_interpreter call: tenants need bubblewrap
         try:
             await agents.sandbox.plan()
@@ -37,7 +30,8 @@ async def get_provider_impl(config: MetaReferenceAgentsConfig, deps: Deps) -> Me
     return agents
 
 
-provider_spec = ProviderSpec(
+provider_spec: AgentsSpec[MetaReferenceAgentsConfig] = ProviderSpec(
+    kvstore=lambda config: config.persistence_store,
     api=Api.agents,
     provider_type="inline::meta-reference",
     config_class=MetaReferenceAgentsConfig,

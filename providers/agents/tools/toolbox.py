@@ -102,7 +102,11 @@ def build_toolbox(config: AgentConfig, services: ToolServices) -> Toolbox:
             continue
         if isinstance(tool, FunctionCallToolDefinition):
             box.definitions.append(
-                ToolDefinition(tool_name=tool.function_name, description=tool.description, parameters=tool.parameters)
+                ToolDefinition(
+                    tool_name=tool.function_name,
+                    description=tool.description,
+                    parameters={name: param for name, param in tool.parameters.items()},
+                )
             )
             box.shields[tool.function_name] = ToolShields(tool.input_shields, tool.output_shields)
             continue

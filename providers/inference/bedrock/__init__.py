@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, InferenceSpec, ProviderSpec
 
 from .config import BedrockConfig
 
@@ -22,7 +22,7 @@ async def get_provider_impl(config: BedrockConfig, deps: Deps) -> BedrockInferen
     return BedrockInference(config)
 
 
-provider_spec = ProviderSpec(
+provider_spec: InferenceSpec[BedrockConfig] = ProviderSpec(
     api=Api.inference,
     provider_type="remote::bedrock",
     config_class=BedrockConfig,

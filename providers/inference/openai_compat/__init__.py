@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderFactory, ProviderSpec
+from llama_stack.apis.inference import Inference
+from llama_stack.distribution.provider import Api, Deps, InferenceSpec, ProviderFactory, ProviderSpec
 
 from .config import OpenAICompatConfig
 from .vendors import DATABRICKS, FIREWORKS, OPENAI, TGI, TOGETHER, VENDORS, VLLM, Vendor
@@ -26,14 +27,14 @@ async def get_provider_impl(config: OpenAICompatConfig, deps: Deps, vendor: Vend
     return OpenAICompatInference(vendor, config)
 
 
-def _factory(vendor: Vendor) -> ProviderFactory:
+def _factory(vendor: Vendor) -> ProviderFactory[OpenAICompatConfig, Inference]:
     async def factory(config: OpenAICompatConfig, deps: Deps) -> OpenAICompatInference:
         return await get_provider_impl(config, deps, vendor)
 
     return factory
 
 
-def _spec(vendor: Vendor) -> ProviderSpec:
+def _spec(vendor: Vendor) -> InferenceSpec[OpenAICompatConfig]:
     key = f"; API key from provider data '{vendor.provider_data_key}', config or {vendor.api_key_env}"
     return ProviderSpec(
         api=Api.inference,
@@ -50,7 +51,7 @@ together_spec = _spec(TOGETHER)
 fireworks_spec = _spec(FIREWORKS)
 databricks_spec = _spec(DATABRICKS)
 openai_spec = _spec(OPENAI)
-SPECS: dict[str, ProviderSpec] = {
+SPECS: dict[str, InferenceSpec[OpenAICompatConfig]] = {
     spec.provider_type: spec
     for spec in (vllm_spec, tgi_spec, together_spec, fireworks_spec, databricks_spec, openai_spec)
 }

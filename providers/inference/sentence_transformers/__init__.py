@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, InferenceSpec, ProviderSpec
 
 from .config import SentenceTransformersConfig
 
@@ -22,7 +22,7 @@ async def get_provider_impl(config: SentenceTransformersConfig, deps: Deps) -> S
     return SentenceTransformersInference(config)
 
 
-provider_spec = ProviderSpec(
+provider_spec: InferenceSpec[SentenceTransformersConfig] = ProviderSpec(
     api=Api.inference,
     provider_type="inline::sentence-transformers",
     config_class=SentenceTransformersConfig,

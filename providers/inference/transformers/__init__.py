@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, InferenceSpec, ProviderSpec
 
 from .config import TransformersInferenceConfig
 
@@ -23,7 +23,7 @@ async def get_provider_impl(config: TransformersInferenceConfig, deps: Deps) -> 
     return TransformersInference(config, deps.outbound)
 
 
-provider_spec = ProviderSpec(
+provider_spec: InferenceSpec[TransformersInferenceConfig] = ProviderSpec(
     api=Api.inference,
     provider_type="inline::transformers",
     config_class=TransformersInferenceConfig,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpec
 
 from .config import ChromaMemoryConfig
 
@@ -14,17 +14,15 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: ChromaMemoryConfig, deps: Deps) -> MemoryEngine:
-    from llama_stack.distribution.store import kvstore_from_config
-
     from ..common.engine import MemoryEngine
     from .store import ChromaStore
 
     store = await ChromaStore.connect(config.url, config.collection_prefix)
-    kv = await kvstore_from_config(config.resolved_kvstore())
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config.ingestion, deps.outbound)
 
 
-provider_spec = ProviderSpec(
+provider_spec: MemorySpec[ChromaMemoryConfig] = ProviderSpec(
+    kvstore=ChromaMemoryConfig.resolved_kvstore,
     api=Api.memory,
     provider_type="remote::chromadb",
     config_class=ChromaMemoryConfig,

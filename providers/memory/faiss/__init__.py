@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpec
 
 from .config import FaissMemoryConfig
 
@@ -22,17 +22,17 @@ def _prepare(folder: str) -> Path:
 
 
 async def get_provider_impl(config: FaissMemoryConfig, deps: Deps) -> MemoryEngine:
-    from llama_stack.distribution.store import kvstore_from_config
-
     from ..common.engine import MemoryEngine
     from .store import FaissVectorStore
 
     persist_dir = await asyncio.to_thread(_prepare, config.persist_dir)
-    kv = await kvstore_from_config(config.resolved_kvstore())
-    return MemoryEngine(FaissVectorStore(persist_dir), kv, deps[Api.inference], config.ingestion, deps.outbound)
+    return MemoryEngine(
+        FaissVectorStore(persist_dir), deps.kvstore, deps[Api.inference], config.ingestion, deps.outbound
+    )
 
 
-provider_spec = ProviderSpec(
+provider_spec: MemorySpec[FaissMemoryConfig] = ProviderSpec(
+    kvstore=FaissMemoryConfig.resolved_kvstore,
     api=Api.memory,
     provider_type="inline::faiss",
     config_class=FaissMemoryConfig,

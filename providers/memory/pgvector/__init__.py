@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpec
 
 from .config import PgVectorMemoryConfig
 
@@ -15,23 +15,17 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> MemoryEngine:
-    from llama_stack.distribution.store import kvstore_from_config
-
     from ..common.engine import MemoryEngine
     from .store import PgVectorStore
 
     store = await PgVectorStore.open(
         config.dsn, config.table_prefix, config.hnsw, config.pool_max_size, config.connection_wait_s
     )
-    try:
-        kv = await kvstore_from_config(config.resolved_kvstore())
-    except BaseException:
-        await store.close()
-        raise
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config.ingestion, deps.outbound)
 
 
-provider_spec = ProviderSpec(
+provider_spec: MemorySpec[PgVectorMemoryConfig] = ProviderSpec(
+    kvstore=PgVectorMemoryConfig.resolved_kvstore,
     api=Api.memory,
     provider_type="remote::pgvector",
     config_class=PgVectorMemoryConfig,

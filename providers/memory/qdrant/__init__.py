@@ -9,7 +9,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpec
 
 from .config import QdrantLocalMemoryConfig, QdrantRemoteMemoryConfig
 
@@ -20,19 +20,12 @@ if TYPE_CHECKING:
 async def _engine(
     config: QdrantLocalMemoryConfig | QdrantRemoteMemoryConfig, deps: Deps, path: str | None, url: str | None
 ) -> MemoryEngine:
-    from llama_stack.distribution.store import kvstore_from_config
-
     from ..common.engine import MemoryEngine
     from .store import QdrantStore
 
     api_key = config.api_key if isinstance(config, QdrantRemoteMemoryConfig) else None
     store = await QdrantStore.connect(config.collection_prefix, path, url, api_key)
-    try:
-        kv = await kvstore_from_config(config.resolved_kvstore())
-    except BaseException:
-        await store.close()
-        raise
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config.ingestion, deps.outbound)
 
 
 async def get_provider_impl(config: QdrantLocalMemoryConfig, deps: Deps) -> MemoryEngine:
@@ -48,7 +41,8 @@ async def get_remote_provider_impl(config: QdrantRemoteMemoryConfig, deps: Deps)
     return await _engine(config, deps, None, config.url)
 
 
-provider_spec = ProviderSpec(
+provider_spec: MemorySpec[QdrantLocalMemoryConfig] = ProviderSpec(
+    kvstore=QdrantLocalMemoryConfig.resolved_kvstore,
     api=Api.memory,
     provider_type="inline::qdrant",
     config_class=QdrantLocalMemoryConfig,
@@ -60,7 +54,8 @@ provider_spec = ProviderSpec(
     depends_on=(Api.inference,),
 )
 
-remote_provider_spec = ProviderSpec(
+remote_provider_spec: MemorySpec[QdrantRemoteMemoryConfig] = ProviderSpec(
+    kvstore=QdrantRemoteMemoryConfig.resolved_kvstore,
     api=Api.memory,
     provider_type="remote::qdrant",
     config_class=QdrantRemoteMemoryConfig,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpec
 
 from .config import SqliteVecMemoryConfig
 
@@ -15,17 +15,15 @@ if TYPE_CHECKING:
 
 
 async def get_provider_impl(config: SqliteVecMemoryConfig, deps: Deps) -> MemoryEngine:
-    from llama_stack.distribution.store import kvstore_from_config
-
     from ..common.engine import MemoryEngine
     from .store import SqliteVecStore
 
     store = await asyncio.to_thread(SqliteVecStore, config.db_path)
-    kv = await kvstore_from_config(config.resolved_kvstore())
-    return MemoryEngine(store, kv, deps[Api.inference], config.ingestion, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config.ingestion, deps.outbound)
 
 
-provider_spec = ProviderSpec(
+provider_spec: MemorySpec[SqliteVecMemoryConfig] = ProviderSpec(
+    kvstore=SqliteVecMemoryConfig.resolved_kvstore,
     api=Api.memory,
     provider_type="inline::sqlite-vec",
     config_class=SqliteVecMemoryConfig,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec, SafetySpec
 
 from .config import BedrockSafetyConfig
 
@@ -23,7 +23,7 @@ async def get_provider_impl(config: BedrockSafetyConfig, deps: Deps) -> BedrockG
     return BedrockGuardrails(config)
 
 
-provider_spec = ProviderSpec(
+provider_spec: SafetySpec[BedrockSafetyConfig] = ProviderSpec(
     api=Api.safety,
     provider_type="remote::bedrock",
     config_class=BedrockSafetyConfig,

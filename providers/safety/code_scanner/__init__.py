@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec, SafetySpec
 
 from .config import CodeScannerConfig
 
@@ -33,7 +33,7 @@ async def get_provider_impl(config: CodeScannerConfig, deps: Deps) -> CodeScanne
     return await CodeScannerShield.start(config)
 
 
-provider_spec = ProviderSpec(
+provider_spec: SafetySpec[CodeScannerConfig] = ProviderSpec(
     api=Api.safety,
     provider_type="inline::code-scanner",
     config_class=CodeScannerConfig,

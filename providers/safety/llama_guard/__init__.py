@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec, SafetySpec
 
 from .config import LlamaGuardConfig
 from .prompt import CustomCategory
@@ -21,7 +21,7 @@ async def get_provider_impl(config: LlamaGuardConfig, deps: Deps) -> LlamaGuardS
     return LlamaGuardShield(config, inference=deps[Api.inference])
 
 
-provider_spec = ProviderSpec(
+provider_spec: SafetySpec[LlamaGuardConfig] = ProviderSpec(
     api=Api.safety,
     provider_type="inline::llama-guard",
     config_class=LlamaGuardConfig,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec, SafetySpec
 
 from .config import PromptGuardConfig
 
@@ -20,7 +20,7 @@ async def get_provider_impl(config: PromptGuardConfig, deps: Deps) -> PromptGuar
     return await PromptGuardShield.load(config)
 
 
-provider_spec = ProviderSpec(
+provider_spec: SafetySpec[PromptGuardConfig] = ProviderSpec(
     api=Api.safety,
     provider_type="inline::prompt-guard",
     config_class=PromptGuardConfig,

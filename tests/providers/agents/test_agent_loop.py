@@ -16,6 +16,7 @@ from llama_stack.apis.agents import (
     CodeInterpreterToolDefinition,
     CreateTurnRequest,
     FunctionCallToolDefinition,
+    FunctionParamDefinition,
     InferenceStep,
     StepRef,
     ToolExecutionStep,
@@ -27,7 +28,6 @@ from llama_stack.apis.common import (
     ImageContentItem,
     StopReason,
     SystemMessage,
-    ToolParamDefinition,
     ToolPromptFormat,
     ToolResponseMessage,
     UserMessage,
@@ -53,7 +53,7 @@ CODE = CodeInterpreterToolDefinition()
 WEATHER = FunctionCallToolDefinition(
     function_name="get_weather",
     description="The weather in a city",
-    parameters={"city": ToolParamDefinition(param_type="str", description="city name")},
+    parameters={"city": FunctionParamDefinition(param_type="str", description="city name")},
 )
 
 

@@ -21,7 +21,7 @@ import pytest
 from llama_stack.apis.common import ImageContentItem, ToolCall, content_text
 from llama_stack.apis.errors import ProviderError
 from llama_stack.distribution.provider import Api, Deps
-from llama_stack.distribution.store import SqliteKVStoreConfig
+from llama_stack.distribution.store import SqliteKVStoreConfig, kvstore_from_config
 from llama_stack.providers.agents.reference import MetaReferenceAgentsConfig, get_provider_impl
 from llama_stack.providers.agents.tools.code_interpreter import CodeInterpreterTool
 from llama_stack.providers.agents.tools.config import SandboxConfig
@@ -413,7 +413,8 @@ async def test_with_api_keys_startup_fails_clearly_without_bwrap(
     with pytest.raises(ProviderError, match=r"`bwrap` is not installed.*only bubblewrap is accepted"):
         await auto.plan()
     config = MetaReferenceAgentsConfig(persistence_store=SqliteKVStoreConfig(db_path=str(tmp_path / "agents.db")))
-    deps = Deps({Api.inference: object(), Api.models: object()}, multi_tenant=True)
+    kv = await kvstore_from_config(config.persistence_store)
+    deps = Deps({Api.inference: object(), Api.models: object()}, multi_tenant=True, kvstore=kv)
     with pytest.raises(ProviderError, match="`bwrap` is not installed"):
         await get_provider_impl(config, deps)
     # Without keys, the same machine falls back to the subprocess, and says so.

@@ -16,6 +16,7 @@ from llama_stack.apis.inference import EmbeddingsRequest, EmbeddingsResponse
 from llama_stack.apis.memory import InsertDocumentsRequest, QueryDocumentsRequest
 from llama_stack.apis.memory_banks import VectorMemoryBank
 from llama_stack.distribution.provider import Api, Deps
+from llama_stack.distribution.store import kvstore_from_config
 from llama_stack.providers.memory.faiss import FaissMemoryConfig, get_provider_impl
 
 DIMENSION = 64
@@ -39,7 +40,8 @@ async def open_faiss(state: Path, chunk_size: int = 64) -> Any:
         persist_dir=str(state / "faiss"),
         kvstore={"type": "sqlite", "db_path": str(state / "kv.db")},
     )
-    provider = await get_provider_impl(config, Deps({Api.inference: HashingEmbedder()}))
+    kv = await kvstore_from_config(config.resolved_kvstore())
+    provider = await get_provider_impl(config, Deps({Api.inference: HashingEmbedder()}, kvstore=kv))
     bank = VectorMemoryBank(
         identifier=BANK,
         provider_resource_id=BANK,

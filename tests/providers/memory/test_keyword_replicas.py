@@ -12,6 +12,7 @@ from llama_stack.apis.memory import InsertDocumentsRequest, QueryDocumentsReques
 from llama_stack.apis.memory_banks import KeywordMemoryBank
 from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.distribution.provider import Api, Deps
+from llama_stack.distribution.store import kvstore_from_config
 from llama_stack.providers.memory.common.keyword_indexes import KEEP_CHANGES
 from llama_stack.providers.memory.faiss import FaissMemoryConfig, get_provider_impl
 from tests.providers.memory.hashing import HashingEmbedder
@@ -23,7 +24,9 @@ async def replica(tmp_path: Path, name: str) -> Any:
     config = FaissMemoryConfig(
         persist_dir=str(tmp_path / name), kvstore={"type": "sqlite", "db_path": str(tmp_path / "shared-kv.db")}
     )
-    engine = await get_provider_impl(config, Deps({Api.inference: HashingEmbedder()}, outbound=OutboundPolicy()))
+    kv = await kvstore_from_config(config.resolved_kvstore())
+    deps = Deps({Api.inference: HashingEmbedder()}, outbound=OutboundPolicy(), kvstore=kv)
+    engine = await get_provider_impl(config, deps)
     await engine.register_memory_bank(BANK)
     return engine
 

@@ -21,7 +21,8 @@ from llama_stack.apis.inference import (
     ToolCallDelta,
     ToolCallParseStatus,
 )
-from llama_stack.distribution.guardrails import GuardedStreamChunk, Guardrails, guard_stream, guarded_chat
+from llama_stack.apis.safety import Guardrails
+from llama_stack.distribution.guardrails import GuardedStreamChunk, guard_stream, guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import parse_run_config
