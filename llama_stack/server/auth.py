@@ -8,7 +8,7 @@ key's quotas (429 with Retry-After), then exposes the caller to the rest of the 
 Keys are kept only as SHA-256 digests and compared in constant time against every configured
 digest; neither a key nor its digest is ever logged or put in an answer. The model a request names
 is checked where it is parsed: the faces' inference and agents routers are wrapped (only when some
-key is limited to some models) to call `require_model` before routing (distribution/scopes.py).
+key is limited to some models) to call `require_model` before routing (distribution/wrappers.py).
 """
 
 from __future__ import annotations

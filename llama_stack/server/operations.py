@@ -11,12 +11,12 @@ from fastapi import FastAPI
 
 from llama_stack.apis.agents import Agents
 from llama_stack.apis.inference import Inference
-from llama_stack.distribution.scopes import ScopedAgents, ScopedInference
 from llama_stack.distribution.spec import ServerConfig
 from llama_stack.distribution.store.api import KVStore
+from llama_stack.distribution.wrappers import Meter, MeteredInference, ScopedAgents, ScopedInference
 from llama_stack.server.auth import AccessControl, KeyRing
 from llama_stack.server.metrics import HttpMetrics, Metrics
-from llama_stack.server.observability import Meter, MeteredInference, RequestIds, use_json_logs
+from llama_stack.server.observability import RequestIds, use_json_logs
 from llama_stack.server.quotas import Quotas
 from llama_stack.server.tracing import TraceRequests, Tracing
 

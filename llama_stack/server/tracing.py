@@ -1,6 +1,6 @@
 """OpenTelemetry traces (server.telemetry.tracing): a SERVER span per HTTP request, continuing the
 caller's trace when it sends a W3C `traceparent`, and a CLIENT span per inference call that follows
-the GenAI semantic conventions (observability.MeteredInference makes those).
+the GenAI semantic conventions (distribution/wrappers.py MeteredInference makes those).
 
 The app owns its TracerProvider (the global one is left alone), exporting in batches to an OTLP/HTTP
 collector or to the console; `provider.add_span_processor` adds more (tests use an in-memory

@@ -27,8 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llama_stack.distribution.resolver import build_stack
 from llama_stack.distribution.spec import parse_run_config
+from llama_stack.distribution.wrappers import MeteredInference
 from llama_stack.server.app import create_app
-from llama_stack.server.observability import JsonFormatter, MeteredInference
+from llama_stack.server.observability import JsonFormatter
 
 KEY = "sk-observer-0123456789abcdef"
 
