@@ -86,6 +86,19 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 
+class StatusRecorder:
+    """An ASGI `send` that remembers the response's status: 500 until the app starts a response."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 class HttpMetrics:
     """Counts every answer by route and status and times it; pure ASGI, outside access control."""
 
@@ -98,18 +111,11 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, recorder)
         finally:
             route = getattr(scope.get("route"), "path", UNROUTED)
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.requests.labels(method, route, str(recorder.status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

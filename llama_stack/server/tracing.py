@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llama_stack.distribution.spec import TracingConfig
-from llama_stack.server.metrics import require
+from llama_stack.server.metrics import StatusRecorder, require
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -75,21 +75,14 @@ class TraceRequests:
         with self.tracer.start_as_current_span(
             method, context=parent, kind=self.server_kind, attributes=attributes
         ) as span:
-            status = 500
-
-            async def recording_send(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
+            recorder = StatusRecorder(send)
             try:
-                await self.app(scope, receive, recording_send)
+                await self.app(scope, receive, recorder)
             finally:
                 route = getattr(scope.get("route"), "path", None)
                 if route is not None:
                     span.update_name(f"{method} {route}")
                     span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
+                span.set_attribute("http.response.status_code", recorder.status)
+                if recorder.status >= 500:
                     span.set_status(self.error_code)

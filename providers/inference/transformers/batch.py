@@ -120,10 +120,15 @@ class DecodeBatch:
             position_ids=positions,
             use_cache=True,
             **{self._cache_kwarg: self.cache},
+            **self._decode_inputs(),
         )
         self.lengths = [length + 1 for length in self.lengths]
         logits: torch.Tensor = outputs.logits[:, -1]
         return logits
+
+    def _decode_inputs(self) -> dict[str, Any]:
+        """What else a decoding step passes the model (a vision model: its cross-attention mask)."""
+        return {}
 
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only `rows` (indices, in their current order), dropping the others' cache."""

@@ -144,22 +144,8 @@ class VisionDecodeBatch(DecodeBatch):
         super().join(row_cache, length)
         self._cross_mask = self._pending_cross_mask
 
-    def decode(self, last_tokens: Any) -> torch.Tensor:
-        input_ids = torch.tensor(last_tokens, dtype=torch.long, device=self.device).unsqueeze(1)
-        positions = torch.tensor(self.lengths, dtype=torch.long, device=self.device).unsqueeze(1)
-        self.mask = torch.cat([self.mask, torch.ones_like(input_ids)], dim=1)
-        extra = {} if self._cross_mask is None else {"cross_attention_mask": self._cross_mask}
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=self.mask,
-            position_ids=positions,
-            use_cache=True,
-            **{self._cache_kwarg: self.cache},
-            **extra,
-        )
-        self.lengths = [length + 1 for length in self.lengths]
-        logits: torch.Tensor = outputs.logits[:, -1]
-        return logits
+    def _decode_inputs(self) -> dict[str, Any]:
+        return {} if self._cross_mask is None else {"cross_attention_mask": self._cross_mask}
 
     def keep(self, rows: Any) -> None:
         super().keep(rows)
