@@ -247,7 +247,7 @@ def test_the_readme_examples_print_real_answers(demo: str) -> None:
     """The README's `Use it` Python examples, run as written against the demo."""
     section = README.read_text().split("## Use it", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     printed = []
     for block in blocks:
         code = block.replace("http://localhost:5000", demo)
@@ -256,6 +256,7 @@ def test_the_readme_examples_print_real_answers(demo: str) -> None:
         printed.append(result.stdout)
     assert printed[0] == "The capital of France is Paris."
     assert "Zorblat" in printed[1]
+    assert "Paris" in printed[2]  # the same model through the openai SDK's Responses API
 
 
 def test_the_demo_shield_flags_insecure_code(demo: str) -> None:
