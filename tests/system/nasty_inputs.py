@@ -234,13 +234,13 @@ def _chunks(body: bytes, size: int = MB) -> Iterator[bytes]:
         yield body[start : start + size]
 
 
-def send(base_url: str, case: Nasty) -> tuple[int | str, bytes]:
+def send(base_url: str, case: Nasty, auth: dict[str, str]) -> tuple[int | str, bytes]:
     """The status (or the transport error's name) and the body of the answer."""
     # A fresh connection per case: one case's failure must not be blamed on the next.
     with httpx.Client(base_url=base_url, timeout=60) as http:
         try:
             content: Any = _chunks(case.body) if case.chunked and case.body else case.body
-            response = http.request(case.method, case.path, content=content, headers=case.headers)
+            response = http.request(case.method, case.path, content=content, headers={**auth, **case.headers})
         except httpx.HTTPError as e:
             return type(e).__name__, str(e).encode()
     return response.status_code, response.content

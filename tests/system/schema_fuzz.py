@@ -43,8 +43,8 @@ class Finding:
 
 # Ids that exist on the server. Half of the generated cases get them in place of the generated
 # ids, so that cases reach the providers rather than stop at a 404 (never on routes that delete).
-def known_ids(base_url: str) -> dict[str, Any]:
-    with httpx.Client(base_url=base_url, timeout=30) as http:
+def known_ids(base_url: str, headers: dict[str, str]) -> dict[str, Any]:
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers) as http:
         config = {"model": "echo", "instructions": "be brief", "enable_session_persistence": True}
         agent_id = http.post("/alpha/agents/create", json={"agent_config": config}).json()["agent_id"]
         session = http.post("/alpha/agents/session/create", json={"agent_id": agent_id, "session_name": "fuzz"})
@@ -116,14 +116,15 @@ def with_known_ids(case: Any, ids: dict[str, Any]) -> None:
 class Fuzzer:
     """Runs schemathesis' cases of every operation against the server and tallies the answers."""
 
-    def __init__(self, base_url: str, examples: int, seed: int) -> None:
+    def __init__(self, base_url: str, examples: int, seed: int, headers: dict[str, str]) -> None:
         import requests
 
         self.base_url = base_url
         self.examples = examples
         self.seed = seed
         self.session = requests.Session()
-        self.ids = known_ids(base_url)
+        self.session.headers.update(headers)
+        self.ids = known_ids(base_url, headers)
         self.tallies: dict[str, RouteTally] = defaultdict(RouteTally)
         self.failures: list[Finding] = []
         self.accepted: list[Finding] = []  # negative cases answered 2xx: notes, not failures

@@ -27,6 +27,10 @@ pytestmark = pytest.mark.system
 # thorough run: LLAMA_STACK_FUZZ_EXAMPLES=60 pytest tests/system/test_bad_input.py (minutes).
 EXAMPLES = int(os.environ.get("LLAMA_STACK_FUZZ_EXAMPLES", "2"))
 SEED = 1
+# Access control is on, as on a shared server: the fuzzer and the nasty inputs send a valid key,
+# so every case reaches the routes; a request without one is refused before any of them.
+API_KEY = "system-fuzz-key-0123456789"
+AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
 def run_config(state: Path) -> dict[str, Any]:
@@ -59,6 +63,7 @@ def run_config(state: Path) -> dict[str, Any]:
         ],
         "shields": [{"shield_id": "llama_guard", "provider_id": "llama-guard"}],
         "memory_banks": [{"memory_bank_id": "notes", "params": bank}],
+        "server": {"auth": {"keys": [{"name": "fuzzer", "key": API_KEY}]}},
     }
 
 
@@ -77,7 +82,7 @@ def fuzzed(server: StackServer) -> Any:
     pytest.importorskip("schemathesis", reason="pip install -e '.[dev]' (schemathesis drives this test)")
     from tests.system.schema_fuzz import Fuzzer
 
-    fuzzer = Fuzzer(server.url, EXAMPLES, SEED)
+    fuzzer = Fuzzer(server.url, EXAMPLES, SEED, AUTH)
     fuzzer.run()
     return fuzzer
 
@@ -96,9 +101,16 @@ def test_schemathesis_finds_no_5xx_no_schema_violation_no_stray_error_envelope(f
 
 @pytest.mark.parametrize("case", nasty_inputs(), ids=lambda case: case.name)
 def test_a_nasty_input_gets_its_status_in_its_face_envelope(server: StackServer, case: Nasty) -> None:
-    status, body = send(server.url, case)
+    status, body = send(server.url, case, AUTH)
     assert status in case.expected, message_of(body)
     assert isinstance(status, int) and envelope_problem(case.path, status, body) is None
+
+
+def test_without_a_key_every_face_answers_401_in_its_envelope(server: StackServer) -> None:
+    for path, body in (("/v1/chat/completions", {"model": "echo"}), ("/alpha/inference/chat-completion", {})):
+        refused = httpx.post(f"{server.url}{path}", json=body, timeout=30)
+        assert refused.status_code == 401, path
+        assert envelope_problem(path, 401, refused.content) is None
 
 
 def test_the_server_still_answers_and_logged_no_traceback(server: StackServer) -> None:

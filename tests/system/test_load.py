@@ -36,6 +36,8 @@ ROUNDS = 2
 POOL_MAX = 256  # remote::vllm's max_connections default
 RSS_TOLERANCE_MB = 40  # after the load vs after the warm-up: arenas and buffers sized for the peak
 RSS_GROWTH_MB = 5  # after the last round vs after the first: no growth per round
+API_KEY = "system-load-key-0123456789"
+AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
 def run_config(state: Path, backend_url: str) -> dict[str, Any]:
@@ -47,6 +49,9 @@ def run_config(state: Path, backend_url: str) -> dict[str, Any]:
         "providers": {"inference": [provider]},
         "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
         "models": [{"model_id": MODEL, "provider_id": "vllm", "provider_model_id": MODEL}],
+        # The load runs with access control on, as a shared server would: every request's key is
+        # checked (and a request without one refused) at no visible cost to the streams.
+        "server": {"auth": {"keys": [{"name": "load", "key": API_KEY}]}},
     }
 
 
@@ -121,7 +126,7 @@ async def load(base_url: str, clients: int, seconds: float) -> Tally:
     tally = Tally()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     deadline = time.perf_counter() + seconds
-    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits, headers=AUTH) as http:
 
         async def client(index: int) -> None:
             n = 0
@@ -199,7 +204,7 @@ def one_round(server: StackServer, backend: FakeBackend, scratch: Path) -> Round
     non_socket_before = server.open_fds() - open_sockets(server.pid)
     with PeakSampler(server) as sampler:
         tally = asyncio.run(load(server.url, CLIENTS, SECONDS))
-        wrk = wrk_load(server.url, CLIENTS, SECONDS, scratch, v1_body(0), alpha_body(0))
+        wrk = wrk_load(server.url, CLIENTS, SECONDS, scratch, v1_body(0), alpha_body(0), AUTH["authorization"])
     rss_after = settled_rss(server)
     from_clients, to_backend = connections(server, backend)
     return Round(
@@ -265,6 +270,11 @@ def test_memory_is_flat_after_the_load(loaded: Loaded) -> None:
     first, last = loaded.rounds[0].rss_after, loaded.rounds[-1].rss_after
     assert last - loaded.rss_after_warm_up <= RSS_TOLERANCE_MB, (loaded.rss_after_warm_up, first, last)
     assert last - first <= RSS_GROWTH_MB, f"RSS grew from {first:.1f} to {last:.1f} MiB between rounds"
+
+
+def test_a_stream_without_the_key_is_refused(loaded: Loaded) -> None:
+    refused = httpx.post(f"{loaded.server.url}/v1/chat/completions", json=v1_body(1), timeout=30)
+    assert refused.status_code == 401 and refused.json()["error"]["type"] == "unauthorized"
 
 
 def test_the_server_still_answers_and_logged_no_traceback(loaded: Loaded) -> None:

@@ -19,7 +19,7 @@ function setup(thread) table.insert(threads, thread) end
 function init(args) ok = 0; failed = 0; first = "" end
 request = function()
   n = n + 1
-  local headers = {["Content-Type"] = "application/json"}
+  local headers = {["Content-Type"] = "application/json", ["Authorization"] = AUTHORIZATION}
   if n % 2 == 0 then return wrk.format("POST", "/v1/chat/completions", headers, V1) end
   return wrk.format("POST", "/alpha/inference/chat-completion", headers, ALPHA)
 end
@@ -53,7 +53,13 @@ class WrkResult:
 
 
 def wrk_load(
-    base_url: str, clients: int, seconds: float, scratch: Path, v1_body: dict[str, Any], alpha_body: dict[str, Any]
+    base_url: str,
+    clients: int,
+    seconds: float,
+    scratch: Path,
+    v1_body: dict[str, Any],
+    alpha_body: dict[str, Any],
+    authorization: str = "",
 ) -> WrkResult | None:
     """Streams from wrk for `seconds`, alternating the two bodies; None when wrk is not installed."""
     if shutil.which("wrk") is None:
@@ -61,7 +67,8 @@ def wrk_load(
     script = scratch / "streams.lua"
     v1 = json.dumps(v1_body)
     alpha = json.dumps(alpha_body)
-    script.write_text(f"V1 = {json.dumps(v1)}\nALPHA = {json.dumps(alpha)}\n{WRK_SCRIPT}")
+    header = f"AUTHORIZATION = {json.dumps(authorization)}\n"
+    script.write_text(f"V1 = {json.dumps(v1)}\nALPHA = {json.dumps(alpha)}\n{header}{WRK_SCRIPT}")
     command = ["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--timeout", "60s", "-s", str(script)]
     output = subprocess.run([*command, base_url], capture_output=True, text=True, check=True).stdout
     result = WrkResult()
