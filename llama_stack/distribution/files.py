@@ -25,7 +25,7 @@ from llama_stack.apis.files import (
 )
 from llama_stack.distribution.ownership import may_see, owner_of_new_resource
 from llama_stack.distribution.pages import cursor_page
-from llama_stack.distribution.store.api import KVStore, prefix_upper_bound
+from llama_stack.distribution.store.api import KVStore, values_with_prefix
 
 META = "files:meta:"
 DATA = "files:data:"
@@ -34,11 +34,6 @@ PART_BYTES = 768 * 1024  # 1 MiB once in base64
 
 def new_file_id() -> str:
     return f"file-{time.time_ns():016x}{secrets.token_hex(8)}"
-
-
-def _data_range(file_id: str) -> tuple[str, str]:
-    prefix = f"{DATA}{file_id}:"
-    return prefix, prefix_upper_bound(prefix) or prefix + "\U0010ffff"
 
 
 class KVFiles:
@@ -83,7 +78,7 @@ class KVFiles:
 
     async def file_content(self, file_id: str) -> bytes:
         await self._record(file_id)
-        parts = await self.store.values_in_range(*_data_range(file_id))
+        parts = await values_with_prefix(self.store, f"{DATA}{file_id}:")
         return b"".join(base64.b64decode(part) for part in parts)
 
     async def delete_file(self, file_id: str) -> DeletedFile:
@@ -97,9 +92,7 @@ class KVFiles:
             await self.store.delete(key)
 
     async def list_files(self, request: ListFilesRequest) -> FileList:
-        upper = prefix_upper_bound(META)
-        assert upper is not None
-        records = [StoredFile.model_validate_json(raw) for raw in await self.store.values_in_range(META, upper)]
+        records = [StoredFile.model_validate_json(raw) for raw in await values_with_prefix(self.store, META)]
         shown: list[OpenAIFile] = []
         for record in records if request.order == "asc" else reversed(records):
             if _expired(record):

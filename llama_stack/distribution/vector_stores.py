@@ -33,12 +33,10 @@ from llama_stack.apis.memory_banks import MemoryBanks, RegisterMemoryBankRequest
 from llama_stack.apis.models import Models, ModelType
 from llama_stack.apis.vector_stores import (
     AttachFileRequest,
-    ComparisonFilter,
     CreateFileBatchRequest,
     CreateVectorStoreRequest,
     FileBatchNotFound,
     FileCounts,
-    Filter,
     LastError,
     ListFilesRequest,
     ListRequest,
@@ -57,11 +55,13 @@ from llama_stack.apis.vector_stores import (
     VectorStoreNotFound,
     static_of,
 )
+from llama_stack.distribution.filters import equalities_of, matches_filter
 from llama_stack.distribution.ownership import may_see, owner_of_new_resource
 from llama_stack.distribution.pages import cursor_page
-from llama_stack.distribution.store.api import KVStore, prefix_upper_bound
+from llama_stack.distribution.store.api import KVStore, values_with_prefix
 
 DAY_S = 24 * 3600
+TOUCH_EVERY_S = 60
 # With a filter the bank cannot apply itself, this many candidates are fetched and then filtered.
 FILTER_CANDIDATES = 200
 
@@ -91,49 +91,6 @@ class StoredFile(VectorStoreFile):
 def _ordered_id(prefix: str) -> str:
     """Ids that sort in creation order, so the store's key order is a listing's order."""
     return f"{prefix}{time.time_ns():016x}{secrets.token_hex(6)}"
-
-
-def _range(prefix: str) -> tuple[str, str]:
-    upper = prefix_upper_bound(prefix)
-    assert upper is not None
-    return prefix, upper
-
-
-def _matches(attributes: dict[str, Any], condition: Filter) -> bool:
-    if not isinstance(condition, ComparisonFilter):
-        results = (_matches(attributes, inner) for inner in condition.filters)
-        return all(results) if condition.type == "and" else any(results)
-    if condition.key not in attributes:
-        return False
-    actual, wanted = attributes[condition.key], condition.value
-    if condition.type in ("in", "nin"):
-        members = wanted if isinstance(wanted, list) else [wanted]
-        return (actual in members) == (condition.type == "in")
-    if condition.type in ("eq", "ne"):
-        return bool(actual == wanted) == (condition.type == "eq")
-    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (actual, wanted))
-    if not numbers and not (isinstance(actual, str) and isinstance(wanted, str)):
-        return False  # no order between a string and a number, or between booleans
-    order: int = (actual > wanted) - (actual < wanted)
-    return {"gt": order > 0, "gte": order >= 0, "lt": order < 0, "lte": order <= 0}[condition.type]
-
-
-def _equalities(condition: Filter | None) -> dict[str, Any] | None:
-    """The filter as key == value pairs a bank applies itself, or None when it is more than that."""
-    if condition is None:
-        return {}
-    if isinstance(condition, ComparisonFilter):
-        scalar = not isinstance(condition.value, list)
-        return {condition.key: condition.value} if condition.type == "eq" and scalar else None
-    if condition.type != "and":
-        return None
-    merged: dict[str, Any] = {}
-    for inner in condition.filters:
-        pairs = _equalities(inner)
-        if pairs is None or any(key in merged and merged[key] != value for key, value in pairs.items()):
-            return None
-        merged.update(pairs)
-    return merged
 
 
 def _last_error(error: StackError) -> LastError:
@@ -209,7 +166,7 @@ class BankVectorStores:
         return record
 
     async def _files_of(self, vector_store_id: str) -> list[StoredFile]:
-        values = await self.store.values_in_range(*_range(f"vs:file:{vector_store_id}:"))
+        values = await values_with_prefix(self.store, f"vs:file:{vector_store_id}:")
         return [StoredFile.model_validate_json(raw) for raw in values]
 
     async def _public(self, record: StoredVectorStore) -> VectorStore:
@@ -225,7 +182,7 @@ class BankVectorStores:
         )
 
     async def list_stores(self, request: ListRequest) -> Page:
-        values = await self.store.values_in_range(*_range("vs:meta:"))
+        values = await values_with_prefix(self.store, "vs:meta:")
         records = [StoredVectorStore.model_validate_json(raw) for raw in values]
         visible = [r for r in (records if request.order == "asc" else reversed(records)) if may_see(r.owner)]
         page, has_more = cursor_page(visible, lambda r: r.id, request.limit, request.after, request.before)
@@ -268,7 +225,7 @@ class BankVectorStores:
         queries = [request.query] if isinstance(request.query, str) else request.query
         if not any(q.strip() for q in queries):
             raise InvalidRequest("query: must not be empty")
-        equalities = _equalities(request.filters)
+        equalities = equalities_of(request.filters)
         wanted = request.max_num_results if equalities is not None else FILTER_CANDIDATES
         params: dict[str, Any] = {"max_chunks": wanted, "mode": request.search_mode, "filters": equalities or {}}
         if request.ranking_options is not None and request.ranking_options.score_threshold is not None:
@@ -276,11 +233,14 @@ class BankVectorStores:
         response = await self.memory.query_documents(
             QueryDocumentsRequest(bank_id=vector_store_id, query=" ".join(queries), params=params)
         )
-        filenames = {file.id: file.filename for file in await self._files_of(vector_store_id)}
+        post_filter = request.filters if equalities is None else None  # what the bank could not apply
+        filenames: dict[str, str] = {}
         results: list[SearchResult] = []
         for chunk, score in zip(response.chunks, response.scores, strict=True):
-            if request.filters is not None and equalities is None and not _matches(chunk.metadata, request.filters):
+            if post_filter is not None and not matches_filter(chunk.metadata, post_filter):
                 continue
+            if chunk.document_id not in filenames:  # only the files found are read, not the store's every file
+                filenames[chunk.document_id] = await self._filename(vector_store_id, chunk.document_id)
             results.append(
                 SearchResult(
                     file_id=chunk.document_id,
@@ -293,8 +253,14 @@ class BankVectorStores:
         await self._touch(record)
         return SearchPage(search_query=queries, data=results[: request.max_num_results])
 
+    async def _filename(self, vector_store_id: str, file_id: str) -> str:
+        raw = await self.store.get(f"vs:file:{vector_store_id}:{file_id}")
+        return StoredFile.model_validate_json(raw).filename if raw is not None else ""
+
     async def _touch(self, record: StoredVectorStore) -> None:
         now = int(time.time())
+        if record.last_active_at is not None and now - record.last_active_at < TOUCH_EVERY_S:
+            return  # activity is kept to the minute: a search does not pay a write each time
         changes: dict[str, Any] = {"last_active_at": now}
         if record.expires_after is not None:
             changes["expires_at"] = now + record.expires_after.days * DAY_S

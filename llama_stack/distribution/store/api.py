@@ -144,6 +144,14 @@ def prefix_upper_bound(prefix: str) -> str | None:
     return stripped[:-1] + chr(nxt)
 
 
+async def values_with_prefix(store: KVStore, prefix: str) -> list[str]:
+    """Values whose keys start with `prefix` (not empty, not only U+10FFFF), ordered by key."""
+    upper = prefix_upper_bound(prefix)
+    if upper is None:
+        raise ValueError(f"the prefix {prefix!r} bounds no range")
+    return await store.values_in_range(prefix, upper)
+
+
 # Expired counters are deleted on open and every this many increments of a process.
 PURGE_EVERY = 1000
 

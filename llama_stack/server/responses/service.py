@@ -25,8 +25,9 @@ from llama_stack.distribution.ownership import owner_of_new_resource
 from llama_stack.distribution.store.api import KVStore
 
 from .items import Item, input_items
+from .message import Event
 from .store import ResponseStore, page_of
-from .turn import Chain, ChatStream, Event, Turn, TurnServices
+from .turn import Chain, ChatStream, Turn, TurnServices
 
 FINAL = ("response.completed", "response.incomplete", "response.failed")
 
@@ -59,7 +60,7 @@ class Responses:
             chain = Chain(previous.context, previous.tool_outputs)
         elif request.conversation_id:
             await self.store.conversation(request.conversation_id)
-            chain = Chain([item for _, item in await self.store.items(request.conversation_id)])
+            chain = Chain(await self.store.items(request.conversation_id))
         for tool in request.tools:
             if isinstance(tool, FileSearchTool):
                 if self.stores is None:
@@ -148,12 +149,12 @@ class Conversations:
 
     async def list_items(self, conversation_id: str, request: ListResponsesRequest) -> Event:
         await self.store.conversation(conversation_id)
-        items = [item for _, item in await self.store.items(conversation_id)]
+        items = await self.store.items(conversation_id)
         return page_of(items, request.limit, request.order, request.after, request.before)
 
     async def get_item(self, conversation_id: str, item_id: str) -> Item:
         await self.store.conversation(conversation_id)
-        return (await self.store.item(conversation_id, item_id))[1]
+        return await self.store.item(conversation_id, item_id)
 
     async def delete_item(self, conversation_id: str, item_id: str) -> Event:
         conversation = await self.store.conversation(conversation_id)

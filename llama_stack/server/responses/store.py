@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from llama_stack.apis.responses import ConversationItemNotFound, ConversationNotFound, ResponseNotFound
 from llama_stack.distribution.ownership import may_see, owner_of_new_resource
 from llama_stack.distribution.pages import cursor_page
-from llama_stack.distribution.store.api import KVStore, prefix_upper_bound
+from llama_stack.distribution.store.api import KVStore, values_with_prefix
 
 from .items import Item, new_id, with_id
 
@@ -39,12 +39,6 @@ class StoredConversation(BaseModel):
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "object": "conversation", "created_at": self.created_at, "metadata": self.metadata}
-
-
-def _range(prefix: str) -> tuple[str, str]:
-    upper = prefix_upper_bound(prefix)
-    assert upper is not None
-    return prefix, upper
 
 
 class ResponseStore:
@@ -71,9 +65,7 @@ class ResponseStore:
         await self.store.delete(f"resp-cancel:{response_id}")
 
     async def list_responses(self, limit: int, order: str, after: str | None, before: str | None) -> dict[str, Any]:
-        records = [
-            StoredResponse.model_validate_json(raw) for raw in await self.store.values_in_range(*_range("resp:"))
-        ]
+        records = [StoredResponse.model_validate_json(raw) for raw in await values_with_prefix(self.store, "resp:")]
         visible = [r.response for r in (records if order == "asc" else reversed(records)) if may_see(r.owner)]
         page, has_more = cursor_page(visible, lambda r: str(r["id"]), limit, after, before)
         return _list(page, has_more)
@@ -123,20 +115,21 @@ class ResponseStore:
             stored.append(item)
         return stored
 
-    async def items(self, conversation_id: str) -> list[tuple[str, Item]]:
-        prefix = f"conv-item:{conversation_id}:"
-        keys = await self.store.keys_with_prefix(prefix)
-        values = await self.store.values_in_range(*_range(prefix))
-        return [(key, _load(value)) for key, value in zip(keys, values, strict=True)]
+    async def items(self, conversation_id: str) -> list[Item]:
+        return [_load(raw) for raw in await values_with_prefix(self.store, f"conv-item:{conversation_id}:")]
 
-    async def item(self, conversation_id: str, item_id: str) -> tuple[str, Item]:
-        for key, item in await self.items(conversation_id):
+    async def item(self, conversation_id: str, item_id: str) -> Item:
+        for item in await self.items(conversation_id):
             if item["id"] == item_id:
-                return key, item
+                return item
         raise ConversationItemNotFound(conversation_id, item_id)
 
     async def delete_item(self, conversation_id: str, item_id: str) -> None:
-        key, _ = await self.item(conversation_id, item_id)
+        # The key ends with the item's id (see add_items); listing keys alone reads no value.
+        keys = await self.store.keys_with_prefix(f"conv-item:{conversation_id}:")
+        key = next((key for key in keys if key.endswith(f":{item_id}")), None)
+        if key is None:
+            raise ConversationItemNotFound(conversation_id, item_id)
         await self.store.delete(key)
 
 

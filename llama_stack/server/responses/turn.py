@@ -37,14 +37,14 @@ from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.models.openai.requests import to_chat_request
 from llama_stack.server import openai_types as oai
 
-from .items import Item, chat_messages, new_id, output_message
+from .items import Item, chat_messages, new_id
+from .message import Event, MessageBuilder, Sequence
 from .store import ResponseStore, StoredResponse
 from .tools import FileSearch, McpServer, ToolRun, WebSearch, function_spec, needs_approval
 
 # A model that keeps calling server-side tools is stopped after this many rounds.
 MAX_MODEL_CALLS = 10
 CANCEL_POLL_S = 0.2
-Event = dict[str, Any]
 
 
 class ChatStream(Protocol):
@@ -68,16 +68,6 @@ class Chain:
 
     context: list[Item] = field(default_factory=list)
     tool_outputs: dict[str, str] = field(default_factory=dict)
-
-
-class Sequence:
-    def __init__(self) -> None:
-        self.next = 0
-
-    def __call__(self, kind: str, **fields: Any) -> Event:
-        event = {"type": kind, "sequence_number": self.next, **fields}
-        self.next += 1
-        return event
 
 
 class Turn:
@@ -275,7 +265,7 @@ class Turn:
         `handed_over` tells whether the client must act before the model can go on."""
         stream = self.services.chat.chat_completion_stream(self._chat_request())
         self.model_calls += 1
-        message = _MessageBuilder(self)
+        message = MessageBuilder(self.output, self.context, self.event)
         calls: list[tuple[str, str]] = []
         held: str | None = None  # one text delta held back: it may be a shield's refusal
         try:
@@ -400,72 +390,6 @@ class Turn:
             self.event("response.output_item.added", output_index=index, item=item),
             self.event("response.output_item.done", output_index=index, item=item),
         ]
-
-
-class _MessageBuilder:
-    """The assistant message of one model call, opened at its first text."""
-
-    def __init__(self, turn: Turn) -> None:
-        self.turn = turn
-        self.id = new_id("msg_")
-        self.index: int | None = None
-        self.parts: list[dict[str, Any]] = []
-        self.text_so_far = ""
-
-    def _open(self) -> list[Event]:
-        if self.index is not None:
-            return []
-        self.index = len(self.turn.output)
-        self.turn.output.append(output_message(self.id, "", refusal=False, status="in_progress") | {"content": []})
-        return [self.turn.event("response.output_item.added", output_index=self.index, item=self.turn.output[-1])]
-
-    def _where(self) -> dict[str, Any]:
-        return {"item_id": self.id, "output_index": self.index, "content_index": len(self.parts)}
-
-    def text(self, delta: str) -> list[Event]:
-        events = self._open()
-        if not self.text_so_far:
-            part = {"type": "output_text", "text": "", "annotations": []}
-            events.append(self.turn.event("response.content_part.added", part=part, **self._where()))
-        self.text_so_far += delta
-        events.append(self.turn.event("response.output_text.delta", delta=delta, logprobs=[], **self._where()))
-        return events
-
-    def _close_text(self) -> list[Event]:
-        if not self.text_so_far:
-            return []
-        part = {"type": "output_text", "text": self.text_so_far, "annotations": []}
-        where = self._where()
-        events = [
-            self.turn.event("response.output_text.done", text=self.text_so_far, logprobs=[], **where),
-            self.turn.event("response.content_part.done", part=part, **where),
-        ]
-        self.parts.append(part)
-        self.text_so_far = ""
-        return events
-
-    def refusal(self, text: str) -> list[Event]:
-        events = [*self._open(), *self._close_text()]
-        part = {"type": "refusal", "refusal": text}
-        where = self._where()
-        events += [
-            self.turn.event("response.content_part.added", part={"type": "refusal", "refusal": ""}, **where),
-            self.turn.event("response.refusal.delta", delta=text, **where),
-            self.turn.event("response.refusal.done", refusal=text, **where),
-            self.turn.event("response.content_part.done", part=part, **where),
-        ]
-        self.parts.append(part)
-        return events
-
-    def finish(self, status: str) -> list[Event]:
-        if self.index is None:
-            return []
-        events = self._close_text()
-        item = {"type": "message", "id": self.id, "role": "assistant", "status": status, "content": self.parts}
-        self.turn.output[self.index] = item
-        self.turn.context.append(item)
-        events.append(self.turn.event("response.output_item.done", output_index=self.index, item=item))
-        return events
 
 
 def _response_format(request: CreateResponseRequest) -> oai.ResponseFormatSpec | None:
