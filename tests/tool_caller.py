@@ -16,6 +16,8 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -124,3 +126,42 @@ TOOL_CALLER_SPEC = ProviderSpec(
     factory=_factory,
     description="calls tools by rule, for tests of agent loops",
 )
+
+
+def agent_stack_config(state: Path, model_id: str, server: dict[str, Any]) -> dict[str, Any]:
+    """A run config for the agent surfaces' tests: this tool caller as `model_id`, real MiniLM
+    embeddings on FAISS, and a Llama Guard shield over the scripted guard model."""
+    return {
+        "version": 2,
+        "image_name": "agent-surface",
+        "providers": {
+            "inference": [
+                {"provider_id": "caller", "provider_type": "test::tool-caller"},
+                {"provider_id": "st", "provider_type": "inline::sentence-transformers", "config": {"device": "cpu"}},
+                {"provider_id": "guard", "provider_type": "test::scripted-llama-guard"},
+            ],
+            "memory": [
+                {
+                    "provider_id": "faiss",
+                    "provider_type": "inline::faiss",
+                    "config": {"persist_dir": str(state / "faiss")},
+                }
+            ],
+            "safety": [
+                {"provider_id": "llama-guard", "provider_type": "inline::llama-guard", "config": {"vision_model": None}}
+            ],
+        },
+        "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
+        "models": [
+            {"model_id": model_id, "provider_id": "caller"},
+            {
+                "model_id": "all-MiniLM-L6-v2",
+                "model_type": "embedding",
+                "provider_id": "st",
+                "metadata": {"embedding_dimension": 384},
+            },
+            {"model_id": "Llama-Guard-3-1B", "provider_id": "guard"},
+        ],
+        "shields": [{"shield_id": "llama_guard", "provider_id": "llama-guard"}],
+        "server": server,
+    }

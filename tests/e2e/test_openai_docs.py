@@ -16,9 +16,8 @@ import pytest
 from llama_stack.distribution.registry import install_provider
 from tests.live import LiveServer, live_server
 from tests.mcp_server import McpTarget, mcp_server
-from tests.providers.memory.harness import MINILM
-from tests.providers.safety.stacks import TEXT_GUARD, install_safety_providers
-from tests.tool_caller import TOOL_CALLER_SPEC
+from tests.providers.safety.stacks import install_safety_providers
+from tests.tool_caller import TOOL_CALLER_SPEC, agent_stack_config
 
 install_provider(TOOL_CALLER_SPEC)
 install_safety_providers()
@@ -46,36 +45,7 @@ def mcp() -> Iterator[McpTarget]:
 @pytest.fixture(scope="module")
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     state = tmp_path_factory.mktemp("openai-docs")
-    config: dict[str, Any] = {
-        "version": 2,
-        "image_name": "openai-docs",
-        "providers": {
-            "inference": [
-                {"provider_id": "caller", "provider_type": "test::tool-caller"},
-                {"provider_id": "st", "provider_type": "inline::sentence-transformers", "config": {"device": "cpu"}},
-                {"provider_id": "guard", "provider_type": "test::scripted-llama-guard"},
-            ],
-            "memory": [
-                {"provider_id": "faiss", "provider_type": "inline::faiss", "config": {"persist_dir": str(state / "f")}}
-            ],
-            "safety": [
-                {"provider_id": "llama-guard", "provider_type": "inline::llama-guard", "config": {"vision_model": None}}
-            ],
-        },
-        "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
-        "models": [
-            {"model_id": "Llama3.2-3B-Instruct", "provider_id": "caller"},
-            {
-                "model_id": MINILM,
-                "model_type": "embedding",
-                "provider_id": "st",
-                "metadata": {"embedding_dimension": 384},
-            },
-            {"model_id": TEXT_GUARD, "provider_id": "guard"},
-        ],
-        "shields": [{"shield_id": "llama_guard", "provider_id": "llama-guard"}],
-        "server": {"outbound": {"allow": ["127.0.0.1"]}},
-    }
+    config = agent_stack_config(state, "Llama3.2-3B-Instruct", {"outbound": {"allow": ["127.0.0.1"]}})
     with live_server(config) as live:
         yield live
 

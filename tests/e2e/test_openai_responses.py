@@ -20,10 +20,9 @@ from llama_stack.apis.inference import JsonSchemaResponseFormat
 from llama_stack.distribution.registry import install_provider
 from tests.live import LiveServer, live_server
 from tests.mcp_server import McpTarget, mcp_server
-from tests.providers.memory.harness import MINILM
 from tests.providers.memory.retrieval_set import DOCUMENTS, QUESTIONS
-from tests.providers.safety.stacks import TEXT_GUARD, install_safety_providers
-from tests.tool_caller import TOOL_CALLER_SPEC, ToolCaller
+from tests.providers.safety.stacks import install_safety_providers
+from tests.tool_caller import TOOL_CALLER_SPEC, ToolCaller, agent_stack_config
 
 install_provider(TOOL_CALLER_SPEC)
 install_safety_providers()
@@ -39,43 +38,11 @@ WEATHER: Any = {
 
 
 def run_config(state: Path, allow_loopback: bool) -> dict[str, Any]:
-    return {
-        "version": 2,
-        "image_name": "responses",
-        "providers": {
-            "inference": [
-                {"provider_id": "caller", "provider_type": "test::tool-caller"},
-                {"provider_id": "st", "provider_type": "inline::sentence-transformers", "config": {"device": "cpu"}},
-                {"provider_id": "guard", "provider_type": "test::scripted-llama-guard"},
-            ],
-            "memory": [
-                {
-                    "provider_id": "faiss",
-                    "provider_type": "inline::faiss",
-                    "config": {"persist_dir": str(state / "faiss")},
-                }
-            ],
-            "safety": [
-                {"provider_id": "llama-guard", "provider_type": "inline::llama-guard", "config": {"vision_model": None}}
-            ],
-        },
-        "metadata_store": {"type": "sqlite", "db_path": str(state / "registry.db")},
-        "models": [
-            {"model_id": "agent", "provider_id": "caller"},
-            {
-                "model_id": MINILM,
-                "model_type": "embedding",
-                "provider_id": "st",
-                "metadata": {"embedding_dimension": 384},
-            },
-            {"model_id": TEXT_GUARD, "provider_id": "guard"},
-        ],
-        "shields": [{"shield_id": "llama_guard", "provider_id": "llama-guard"}],
-        "server": {
-            "outbound": {"allow": ["127.0.0.1"] if allow_loopback else []},
-            "auth": {"keys": [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}]},
-        },
+    server = {
+        "outbound": {"allow": ["127.0.0.1"] if allow_loopback else []},
+        "auth": {"keys": [{"name": "a", "key": KEY_A}, {"name": "b", "key": KEY_B}]},
     }
+    return agent_stack_config(state, "agent", server)
 
 
 @pytest.fixture(scope="module")
