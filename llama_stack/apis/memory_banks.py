@@ -9,12 +9,16 @@ from pydantic import Field
 from llama_stack.apis.common import WireModel
 from llama_stack.apis.resource import Resource
 
+IndexKind = Literal["auto", "exact", "hnsw", "ivf"]
+"""A vector bank's index: exact scans, approximate HNSW or IVF, or `auto` (exact while small)."""
+
 
 class VectorMemoryBankParams(WireModel):
     memory_bank_type: Literal["vector"] = "vector"
     embedding_model: str
     chunk_size_in_tokens: int = Field(gt=0)
     overlap_size_in_tokens: int | None = Field(default=None, ge=0)
+    index: IndexKind | None = Field(default=None, description="the bank's index; default: the provider's")
 
 
 class KeywordMemoryBankParams(WireModel):
@@ -45,6 +49,7 @@ class VectorMemoryBank(_Bank):
     chunk_size_in_tokens: int
     embedding_dimension: int | None = 384
     overlap_size_in_tokens: int | None = None
+    index: IndexKind | None = None
 
 
 class KeywordMemoryBank(_Bank):

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 from llama_stack.apis.errors import InvalidRequest, ProviderError, UpstreamError
 
-from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, matches
+from ..common.config import VectorIndexConfig
+from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, matches, require_kind
 
 _PAGE = 1000
 
@@ -84,6 +85,10 @@ class ChromaStore:
         if collection is None:
             raise ProviderError(f"Chroma bank '{bank_id}' is not open")
         return collection
+
+    def choose_index(self, bank_id: str, index: VectorIndexConfig) -> None:
+        # Chroma indexes every collection with its own HNSW (search_ef 200 below); nothing else.
+        require_kind("Chroma", index, ("auto", "hnsw"))
 
     async def open_bank(self, bank_id: str, dimension: int) -> None:
         metadata = {"hnsw:space": "cosine", "hnsw:search_ef": 200, "llamastack_dimension": dimension}

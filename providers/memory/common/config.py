@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llama_stack.apis.memory_banks import IndexKind
 from llama_stack.distribution.store.api import KVStoreConfig, SqliteKVStoreConfig
 
 DEFAULT_STATE_DIR = "~/.llama/distributions/memory"
@@ -25,6 +26,26 @@ class IngestionConfig(BaseModel):
     embedding_batch_size: int = Field(default=256, gt=0, description="chunks sent per embeddings request")
 
 
+class VectorIndexConfig(BaseModel):
+    """The index of this provider's vector banks; a bank may choose its own kind at registration.
+    `exact` scans every vector; `hnsw` and `ivf` are approximate; `auto` is exact until the bank
+    holds `auto_threshold` chunks and approximate past it, so small banks keep exact answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: IndexKind = Field(default="auto", description="index of banks registered without `index`")
+    auto_threshold: int = Field(default=20_000, gt=0, description="chunks past which an `auto` bank goes approximate")
+    hnsw_m: int = Field(default=32, ge=4, le=128, description="HNSW links per node (memory grows with it)")
+    hnsw_ef_construction: int = Field(default=64, ge=8, description="HNSW candidates kept while inserting")
+    hnsw_ef_search: int = Field(default=64, ge=8, description="HNSW candidates kept per query (raised to k)")
+    ivf_lists: int = Field(default=0, ge=0, description="IVF clusters; 0: about 4 x sqrt(chunks) when trained")
+    ivf_probe: int = Field(default=0, ge=0, description="IVF clusters scanned per query; 0: lists / 32, at least 8")
+
+    def for_bank(self, kind: IndexKind | None) -> VectorIndexConfig:
+        """These settings with the bank's own kind, when it chose one."""
+        return self if kind is None else self.model_copy(update={"kind": kind})
+
+
 class MemoryProviderConfig(BaseModel):
     """The base of every memory provider's config. `kvstore` keeps keyword and key-value banks."""
 
@@ -33,6 +54,9 @@ class MemoryProviderConfig(BaseModel):
     ingestion: IngestionConfig = Field(default_factory=IngestionConfig)
     kvstore: KVStoreConfig | None = Field(
         default=None, description="store of keyword and key-value banks; default: a sqlite file of this provider"
+    )
+    index: VectorIndexConfig = Field(
+        default_factory=VectorIndexConfig, description="vector index of banks that do not choose their own"
     )
 
     def default_kvstore_path(self) -> Path:

@@ -13,6 +13,10 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from llama_stack.apis.errors import InvalidRequest
+
+from .config import VectorIndexConfig
+
 Scalar = str | int | float | bool
 Filters = dict[str, Scalar]
 Vectors = NDArray[np.float32]
@@ -82,9 +86,20 @@ def normalise(vectors: Vectors) -> Vectors:
     return result
 
 
+def require_kind(backend: str, index: VectorIndexConfig, offered: tuple[str, ...]) -> None:
+    """InvalidRequest (400) when `backend` has no index of the kind a bank chose."""
+    if index.kind not in offered:
+        raise InvalidRequest(f"index '{index.kind}' is not available on {backend}; choose one of: {', '.join(offered)}")
+
+
 class VectorStore(Protocol):
     """A vector backend. Bank ids are the provider's names for banks (any string): a backend maps
     them to its own safe names. Every method raises StackError subclasses only."""
+
+    def choose_index(self, bank_id: str, index: VectorIndexConfig) -> None:
+        """The index the next `open_bank` of this bank builds; InvalidRequest naming the kinds this
+        backend offers when it has no such index."""
+        ...
 
     async def open_bank(self, bank_id: str, dimension: int) -> None:
         """Create the bank, or reopen it with its data; InvalidRequest when it exists with another dimension."""

@@ -12,7 +12,7 @@ from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpe
 from .config import FaissMemoryConfig
 
 if TYPE_CHECKING:
-    from ..common.engine import MemoryEngine
+    from ..common.indexed_engine import IndexedMemoryEngine
 
 
 def _prepare(folder: str) -> Path:
@@ -21,13 +21,13 @@ def _prepare(folder: str) -> Path:
     return path
 
 
-async def get_provider_impl(config: FaissMemoryConfig, deps: Deps) -> MemoryEngine:
-    from ..common.engine import MemoryEngine
+async def get_provider_impl(config: FaissMemoryConfig, deps: Deps) -> IndexedMemoryEngine:
+    from ..common.indexed_engine import IndexedMemoryEngine
     from .store import FaissVectorStore
 
     persist_dir = await asyncio.to_thread(_prepare, config.persist_dir)
-    return MemoryEngine(
-        FaissVectorStore(persist_dir), deps.kvstore, deps[Api.inference], config.ingestion, deps.outbound
+    return IndexedMemoryEngine(
+        FaissVectorStore(persist_dir, config.index), deps.kvstore, deps[Api.inference], config, deps.outbound
     )
 
 

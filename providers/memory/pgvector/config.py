@@ -16,7 +16,9 @@ class PgVectorMemoryConfig(MemoryProviderConfig):
         pattern=r"^[a-z_][a-z0-9_]{0,30}$",
         description="prefix of this provider's tables (<prefix>_banks, one <prefix>_<hash> per bank)",
     )
-    hnsw: bool = Field(default=True, description="an HNSW index per bank for unfiltered queries; off: exact scans")
+    hnsw: bool = Field(
+        default=True, description="false: banks without their own `index` scan exactly (index.kind 'exact')"
+    )
     pool_max_size: int = Field(default=10, ge=1)
     connection_wait_s: float = Field(
         default=1.5,

@@ -1,10 +1,16 @@
 """pgvector store: a table per bank with a `vector(dimension)` column, on Postgres.
 
 An insert is one transaction (delete the replaced documents' rows, insert the new ones). Queries
-order by cosine distance; with `hnsw` an HNSW index answers unfiltered queries (ef_search is
-raised to at least k), while filtered queries scan exactly, so a selective filter never loses
-results to the approximate index. Filters are jsonb containment (`metadata @> {"key": value}`),
-which compares JSON values: 1 matches 1.0, true does not match 1.
+order by cosine distance. A bank's index kind (its own, else the provider's) decides how:
+- `hnsw`: an HNSW index (vector_cosine_ops, m / ef_construction from the settings) answers
+  unfiltered queries, with `hnsw.ef_search` set per query to max(ef_search, k);
+- `auto`: exact scans until this process has seen the bank reach `auto_threshold` rows, then the
+  HNSW index is built once (CREATE INDEX IF NOT EXISTS, so replicas agree) and used from then on;
+- `exact`: no HNSW index; every query scans (index scans are switched off for it).
+Filtered queries always scan exactly, so a selective filter never loses results to the graph.
+pgvector's IVFFlat needs its rows before the index is built, so `ivf` is not offered (400).
+Filters are jsonb containment (`metadata @> {"key": value}`), which compares JSON values: 1
+matches 1.0, true does not match 1.
 
 An outage (Postgres down or unreachable, a connection cut) is StoreUnavailable, 503, within the
 pool's `connection_wait_s`: a request never queues for the pool's default 30 s. The pool reconnects
@@ -27,7 +33,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from llama_stack.apis.errors import InvalidRequest, ProviderError, StackError, StoreUnavailable, UpstreamError
 from llama_stack.distribution.store.postgres import describe_dsn
 
-from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors
+from ..common.config import VectorIndexConfig
+from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, require_kind
 
 _CONNECT_TIMEOUT_S = 5
 _COLUMNS = sql.SQL("id, document_id, chunk_index, content, token_count, metadata")
@@ -39,17 +46,21 @@ def _chunk(row: tuple[Any, ...]) -> StoredChunk:
 
 
 class PgVectorStore:
-    def __init__(self, pool: AsyncConnectionPool[Any], prefix: str, hnsw: bool, address: str) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], prefix: str, index: VectorIndexConfig, address: str) -> None:
         self.pool = pool
         self.prefix = prefix
-        self.hnsw = hnsw
+        self.default_index = index
         self.address = address
         self.banks_table = sql.Identifier(f"{prefix}_banks")
         self.tables: dict[str, sql.Identifier] = {}
+        self.indexes: dict[str, VectorIndexConfig] = {}  # each open bank's settings
+        self.graphs: dict[str, sql.Identifier] = {}  # the name of each open bank's HNSW index
+        self.has_graph: set[str] = set()  # open banks whose HNSW index exists
+        self.rows: dict[str, int] = {}  # row counts of open `auto` banks still without their graph
 
     @classmethod
     async def open(
-        cls, dsn: str, prefix: str, hnsw: bool, pool_max_size: int, connection_wait_s: float = 1.5
+        cls, dsn: str, prefix: str, index: VectorIndexConfig, pool_max_size: int, connection_wait_s: float = 1.5
     ) -> PgVectorStore:
         address = describe_dsn(dsn)
         try:
@@ -85,7 +96,7 @@ class PgVectorStore:
         except Exception as e:
             await pool.close()
             raise ConnectionError(f"pgvector: cannot open a pool to {address}: {e}") from e
-        return cls(pool, prefix, hnsw, address)
+        return cls(pool, prefix, index, address)
 
     def _upstream(self, action: str, error: psycopg.Error | PoolTimeout) -> StackError:
         if isinstance(error, psycopg.OperationalError | PoolTimeout):
@@ -98,6 +109,13 @@ class PgVectorStore:
         if table is None:
             raise ProviderError(f"pgvector bank '{bank_id}' is not open")
         return table
+
+    def choose_index(self, bank_id: str, index: VectorIndexConfig) -> None:
+        require_kind("pgvector", index, ("auto", "exact", "hnsw"))
+        self.indexes[bank_id] = index
+
+    def _settings(self, bank_id: str) -> VectorIndexConfig:
+        return self.indexes.get(bank_id, self.default_index)
 
     async def open_bank(self, bank_id: str, dimension: int) -> None:
         name = f"{self.prefix}_{hashlib.sha256(bank_id.encode('utf-8')).hexdigest()[:24]}"
@@ -117,9 +135,38 @@ class PgVectorStore:
                     )
                 if row is None:
                     await self._create(conn, bank_id, name, table, dimension)
+                graph = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{name}_hnsw",))
+                has_graph = bool((await graph.fetchone() or (False,))[0])
+                count = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
+                rows = int((await count.fetchone() or (0,))[0])
         except (psycopg.Error, PoolTimeout) as e:
             raise self._upstream(f"opening bank '{bank_id}'", e) from e
         self.tables[bank_id] = table
+        self.graphs[bank_id] = sql.Identifier(f"{name}_hnsw")
+        self.indexes[bank_id] = self._settings(bank_id)
+        self.has_graph.discard(bank_id)
+        if has_graph:
+            self.has_graph.add(bank_id)
+        self.rows[bank_id] = rows
+        await self._graph_if_due(bank_id)
+
+    async def _graph_if_due(self, bank_id: str) -> None:
+        """Build the bank's HNSW index when its settings ask for one and it has none yet."""
+        settings = self.indexes[bank_id]
+        wanted = settings.kind == "hnsw" or (settings.kind == "auto" and self.rows[bank_id] >= settings.auto_threshold)
+        if not wanted or bank_id in self.has_graph:
+            return
+        table, graph = self._table(bank_id), self.graphs[bank_id]
+        statement = sql.SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = {}, ef_construction = {})"
+        ).format(graph, table, sql.Literal(settings.hnsw_m), sql.Literal(settings.hnsw_ef_construction))
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(statement)
+        except (psycopg.Error, PoolTimeout) as e:
+            raise self._upstream(f"indexing bank '{bank_id}'", e) from e
+        self.has_graph.add(bank_id)
 
     async def _create(self, conn: Any, bank_id: str, name: str, table: sql.Identifier, dimension: int) -> None:
         await conn.execute(
@@ -137,12 +184,6 @@ class PgVectorStore:
                 sql.Identifier(f"{name}_meta"), table
             )
         )
-        if self.hnsw:
-            await conn.execute(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)").format(
-                    sql.Identifier(f"{name}_hnsw"), table
-                )
-            )
         await conn.execute(
             sql.SQL("INSERT INTO {} (bank_id, table_name, dimension) VALUES (%s, %s, %s)").format(self.banks_table),
             (bank_id, name, dimension),
@@ -150,6 +191,10 @@ class PgVectorStore:
 
     async def drop_bank(self, bank_id: str) -> None:
         self.tables.pop(bank_id, None)
+        self.indexes.pop(bank_id, None)
+        self.graphs.pop(bank_id, None)
+        self.has_graph.discard(bank_id)
+        self.rows.pop(bank_id, None)
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 cursor = await conn.execute(
@@ -170,7 +215,9 @@ class PgVectorStore:
         copy = sql.SQL("COPY {} " + columns + " FROM STDIN (FORMAT BINARY)").format(table)
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                await conn.execute(sql.SQL("DELETE FROM {} WHERE document_id = ANY(%s)").format(table), (document_ids,))
+                deleted = await conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE document_id = ANY(%s)").format(table), (document_ids,)
+                )
                 async with conn.cursor().copy(copy) as writer:
                     writer.set_types(["text", "int4", "text", "int4", "jsonb", "vector"])
                     for chunk, vector in zip(chunks, vectors, strict=True):
@@ -180,6 +227,9 @@ class PgVectorStore:
                         )  # fmt: skip
         except (psycopg.Error, PoolTimeout) as e:
             raise self._upstream(f"inserting into bank '{bank_id}'", e) from e
+        if bank_id in self.rows:
+            self.rows[bank_id] += len(chunks) - max(deleted.rowcount, 0)
+            await self._graph_if_due(bank_id)
 
     async def search(self, bank_id: str, vector: Vectors, k: int, filters: Filters) -> list[ScoredChunk]:
         table = self._table(bank_id)
@@ -192,8 +242,10 @@ class PgVectorStore:
         )
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(1000, max(40, k)))))
-                if filters:
+                settings = self._settings(bank_id)
+                ef_search = min(1000, max(settings.hnsw_ef_search, k))
+                await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+                if filters or settings.kind == "exact" or bank_id not in self.has_graph:
                     await conn.execute("SET LOCAL enable_indexscan = off")
                 cursor = await conn.execute(query, [query_vector, *args, query_vector, k])
                 rows = await cursor.fetchall()

@@ -6,6 +6,12 @@ points are upserted under a fresh generation id, then the replaced documents' po
 generations are deleted; a failed upsert deletes what it wrote before reporting the error.
 Filters run in Qdrant on `metadata.<key>`, then are checked again in Python, so JSON types are
 respected everywhere (local mode compares Python values, where True == 1).
+
+Indexes are Qdrant's own: an `hnsw` or `auto` bank's collection gets an HNSW graph (m,
+ef_construct from the index settings); Qdrant scans instead while a segment is smaller than
+full_scan_threshold, which `auto` sets to its chunk threshold, so small banks answer exactly.
+An `exact` bank builds no graph (m=0) and queries with exact=True. Local mode (qdrant-client
+without a server) always scans: it has no HNSW, whatever the settings.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Any
 
 from llama_stack.apis.errors import InvalidRequest, ProviderError, UpstreamError
 
-from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, matches
+from ..common.config import VectorIndexConfig
+from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, matches, require_kind
 
 _BATCH = 256
 _PAGE = 1000
@@ -41,6 +48,7 @@ class QdrantStore:
         self.prefix = prefix
         self.where = where
         self.names: dict[str, str] = {}
+        self.indexes: dict[str, VectorIndexConfig] = {}
 
     @classmethod
     async def connect(cls, prefix: str, path: str | None, url: str | None, api_key: str | None) -> QdrantStore:
@@ -66,6 +74,28 @@ class QdrantStore:
             raise ProviderError(f"Qdrant bank '{bank_id}' is not open")
         return name
 
+    def choose_index(self, bank_id: str, index: VectorIndexConfig) -> None:
+        require_kind("Qdrant", index, ("auto", "exact", "hnsw"))
+        self.indexes[bank_id] = index
+
+    def _hnsw_config(self, index: VectorIndexConfig, dimension: int) -> Any:
+        m = self.models
+        if index.kind == "exact":
+            return m.HnswConfigDiff(m=0)
+        # full_scan_threshold is in KB of vectors: `auto` scans up to its chunk threshold.
+        threshold_kb = index.auto_threshold * dimension * 4 // 1024 if index.kind == "auto" else 10
+        return m.HnswConfigDiff(
+            m=index.hnsw_m, ef_construct=index.hnsw_ef_construction, full_scan_threshold=threshold_kb
+        )
+
+    def _search_params(self, bank_id: str, k: int) -> Any:
+        index = self.indexes.get(bank_id)
+        if index is None:
+            return None
+        if index.kind == "exact":
+            return self.models.SearchParams(exact=True)
+        return self.models.SearchParams(hnsw_ef=max(index.hnsw_ef_search, k))
+
     async def open_bank(self, bank_id: str, dimension: int) -> None:
         name = f"{self.prefix}_{hashlib.sha256(bank_id.encode('utf-8')).hexdigest()[:32]}"
         try:
@@ -79,7 +109,9 @@ class QdrantStore:
                     )
             else:
                 params = self.models.VectorParams(size=dimension, distance=self.models.Distance.COSINE)
-                await self.client.create_collection(name, vectors_config=params)
+                index = self.indexes.get(bank_id)
+                hnsw = self._hnsw_config(index, dimension) if index is not None else None
+                await self.client.create_collection(name, vectors_config=params, hnsw_config=hnsw)
         except InvalidRequest:
             raise
         except Exception as e:
@@ -89,6 +121,7 @@ class QdrantStore:
     async def drop_bank(self, bank_id: str) -> None:
         name = f"{self.prefix}_{hashlib.sha256(bank_id.encode('utf-8')).hexdigest()[:32]}"
         self.names.pop(bank_id, None)
+        self.indexes.pop(bank_id, None)
         try:
             if await self.client.collection_exists(name):
                 await self.client.delete_collection(name)
@@ -143,6 +176,7 @@ class QdrantStore:
                 query=vector[0].tolist(),
                 limit=k,
                 query_filter=m.Filter(must=conditions) if conditions else None,
+                search_params=self._search_params(bank_id, k),
                 with_payload=True,
             )
         except Exception as e:

@@ -4,6 +4,9 @@ virtual table (cosine distance) whose rowids are the chunks' ids.
 An insert is one transaction (BEGIN IMMEDIATE ... COMMIT), so it lands whole or not at all.
 Metadata filters become a `rowid IN (...)` constraint of the KNN query, matched with json_each
 so any key works and JSON types are respected (true is not 1).
+
+sqlite-vec (0.1) has no approximate index: vec0 always scans every vector of the bank, so a bank
+may choose `exact` or `auto` (which stays exact here); `hnsw` and `ivf` answer 400.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 
 from llama_stack.apis.errors import InvalidRequest, ProviderError
 
-from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors
+from ..common.config import VectorIndexConfig
+from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, require_kind
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS memory_banks (
@@ -98,6 +102,9 @@ class SqliteVecStore:
         if bank_id not in self.tables:
             raise ProviderError(f"sqlite-vec bank '{bank_id}' is not open")
         return f"memory_vectors_{self.tables[bank_id][0]}"
+
+    def choose_index(self, bank_id: str, index: VectorIndexConfig) -> None:
+        require_kind("sqlite-vec", index, ("auto", "exact"))
 
     async def open_bank(self, bank_id: str, dimension: int) -> None:
         await self._run(self._open, bank_id, dimension)
