@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import DynamicCache
@@ -53,6 +53,25 @@ def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     shape = list(tensor.shape)
     shape[dim] = missing
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+class RowBatch(Protocol):
+    """What the engine drives: prefill one row, join it, decode all rows a step, keep some.
+    DecodeBatch (eager, a growing DynamicCache) and StaticDecodeBatch (fixed slots) satisfy it."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def prefill(self, prompt: Sequence[int], model_inputs: Any = None) -> tuple[torch.Tensor, Any]: ...
+
+    def join(self, row_cache: Any, length: int) -> None: ...
+
+    def decode(self, last_tokens: Sequence[int]) -> torch.Tensor: ...
+
+    def keep(self, rows: Sequence[int]) -> None: ...
 
 
 class DecodeBatch:

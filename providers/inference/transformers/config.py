@@ -53,3 +53,15 @@ class TransformersInferenceConfig(BaseModel):
         description="prefill budget between two decode steps, so a flood of long prompts "
         "cannot stall the streams already running",
     )
+    decode_path: Literal["auto", "static", "eager"] = Field(
+        default="auto",
+        description="static: decode in fixed slots over a preallocated KV cache (transformers' StaticCache), "
+        "which a compiled step can replay; eager: a cache that grows by concatenation each step; "
+        "auto: static for text models (vision models decode eagerly)",
+    )
+    compile_decode: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="compile the static path's decode step with torch.compile (CUDA graphs on a GPU); "
+        "auto: on for cuda, off elsewhere (on a CPU the first steps take minutes to compile for "
+        "little gain)",
+    )

@@ -25,7 +25,7 @@ from llama_stack.apis.common import StopReason
 from llama_stack.apis.errors import ProviderError
 from llama_stack.models.chat_format import StopTokens
 
-from .batch import DecodeBatch
+from .batch import DecodeBatch, RowBatch
 from .sampling import SamplingConfig, TokenConstraint, TokenSampler, pick_tokens, top_logprobs
 
 log = logging.getLogger(__name__)
@@ -141,13 +141,14 @@ class GenerationEngine:
         name: str,
         max_batch_size: int = 8,
         prefill_token_budget: int = 2048,
-        batch: DecodeBatch | None = None,
+        batch: RowBatch | None = None,
     ) -> None:
-        """`batch`: the model's DecodeBatch when it is not a plain causal LM (e.g. vision)."""
+        """`batch`: how rows decode together (default: the eager DecodeBatch); the static-cache
+        batch, or the model's own when it is not a plain causal LM (e.g. vision)."""
         self.name = name
         self.max_batch_size = max_batch_size
         self.prefill_token_budget = prefill_token_budget
-        self._batch = batch or DecodeBatch(model)
+        self._batch: RowBatch = batch or DecodeBatch(model)
         self._active: list[_Sequence] = []  # row i of the batch is self._active[i]
         self._waiting: deque[GenerationStream] = deque()
         self._wakeup = threading.Condition()

@@ -36,13 +36,14 @@ from llama_stack.apis.inference import (
 from llama_stack.apis.models import Model, ModelType
 from llama_stack.distribution.outbound import OutboundPolicy
 
-from .batch import DecodeBatch
+from .batch import DecodeBatch, RowBatch
 from .config import TransformersInferenceConfig
 from .engine import FinishEvent, GenerationEngine, GenerationRequest, TokenEvent
 from .prompts import Llama3Format, PromptFormat, TemplateFormat, is_llama3_vocabulary
 from .requests import EncodedChat, GenerationPlan, encode_chat, encode_chat_now, needs_fetch, plan_chat, plan_completion
 from .responses import ChatStreamAssembler, Collected, CompletionStreamAssembler, Step, token_logprobs
 from .sampling import SamplingConfig
+from .static_batch import StaticDecodeBatch
 from .structured import json_constraint
 from .vision import VisionDecodeBatch, is_vision_checkpoint, load_image_processor, load_vision_model
 from .weights import load_causal_lm, pick_device, pick_dtype, resolve_weights
@@ -113,6 +114,17 @@ class TransformersInference:
             raise ModelNotFound(resource_id, available=list(self._models))
         return loaded
 
+    def _text_batch(self, model: Any, device: str, context_length: int) -> RowBatch:
+        """How a text model's rows decode together, as the config asks."""
+        if self.config.decode_path == "eager":
+            return DecodeBatch(model)
+        compile_step = self.config.compile_decode == "on" or (
+            self.config.compile_decode == "auto" and device.startswith("cuda")
+        )
+        return StaticDecodeBatch(
+            model, slots=self.config.max_batch_size, max_len=context_length, compile_step=compile_step
+        )
+
     def _load(self, resource_id: str) -> LoadedModel:
         started = time.perf_counter()
         weights = resolve_weights(resource_id, self.config)
@@ -122,16 +134,18 @@ class TransformersInference:
         if is_vision_checkpoint(weights.path):
             model = load_vision_model(weights.path, device, dtype)
             image_processor = load_image_processor(weights.path, model)
-            batch: DecodeBatch = VisionDecodeBatch(model)
+            batch: RowBatch = VisionDecodeBatch(model)
             text_config = model.config.get_text_config()
         else:
             model = load_causal_lm(weights.path, device, dtype)
-            batch = DecodeBatch(model)
             text_config = model.config
         prompts: PromptFormat = (
             Llama3Format() if is_llama3_vocabulary(text_config) else TemplateFormat.from_checkpoint(weights.path, model)
         )
         model_limit = getattr(text_config, "max_position_embeddings", None) or self.config.max_seq_len
+        context_length = min(self.config.max_seq_len, int(model_limit))
+        if image_processor is None:
+            batch = self._text_batch(model, device, context_length)
         engine = GenerationEngine(
             model,
             name=resource_id,
@@ -151,7 +165,7 @@ class TransformersInference:
         return LoadedModel(
             resource_id=resource_id,
             path=weights.path,
-            context_length=min(self.config.max_seq_len, int(model_limit)),
+            context_length=context_length,
             engine=engine,
             load_seconds=seconds,
             prompts=prompts,
