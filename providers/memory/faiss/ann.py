@@ -73,7 +73,6 @@ def new_index(kind: Built, settings: VectorIndexConfig, dimension: int, training
     if kind == "ivf":
         lists = _ivf_lists(settings, len(training))
         ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dimension), dimension, lists, faiss.METRIC_INNER_PRODUCT)
-        ivf.own_fields = True  # the IVF index frees its quantizer
         sample = training[np.random.default_rng(0).permutation(len(training))[: lists * 256]]
         ivf.train(np.ascontiguousarray(sample))
         ivf.make_direct_map()  # lets a filtered query read rows' vectors back
