@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ import httpx
 
 from benchmarks.harness import (
     MODEL,
+    Server,
     fake_backend,
     percentile,
     ratio,
@@ -111,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as state, fake_backend(core=1) as backend:
         config = remote_vllm_config(backend.url, Path(state))
         with stack(config, core=0, profile=args.profile) as through:  # the gateway gets one core
-            report(backend.url, through.url, args)
+            report(backend, through, args)
     if args.profile is not None:
         print_profile(args.profile)
 
@@ -123,43 +125,75 @@ def print_profile(path: Path, top: int = 40) -> None:
     pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
 
 
-def report(backend: str, through: str, args: argparse.Namespace) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (Linux /proc): what a request costs the server
+    itself, a figure that other load on the machine barely moves, unlike latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(pid: int, url: str, body: dict[str, Any], count: int, stream: bool) -> tuple[list[float], float]:
+    """Latencies of `count` sequential requests and the server's CPU ms per request meanwhile."""
+    before = cpu_seconds(pid)
+    samples = latencies(url, body, count, stream)
+    return samples, (cpu_seconds(pid) - before) * 1000 / (count + count // 10)
+
+
+def report(backend: Server, through: Server, args: argparse.Namespace) -> None:
     openai_body = {"model": MODEL, "messages": PROMPT, "max_tokens": 16}
     alpha_body = {"model_id": MODEL, "messages": PROMPT, "sampling_params": {"max_tokens": 16}}
     cases: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
-        ("non-stream", f"{backend}/v1/chat/completions", openai_body, f"{through}/v1/chat/completions", openai_body),
+        (
+            "non-stream",
+            f"{backend.url}/v1/chat/completions",
+            openai_body,
+            f"{through.url}/v1/chat/completions",
+            openai_body,
+        ),
         (
             "non-stream /alpha",
-            f"{backend}/v1/chat/completions",
+            f"{backend.url}/v1/chat/completions",
             openai_body,
-            f"{through}/alpha/inference/chat-completion",
+            f"{through.url}/alpha/inference/chat-completion",
             alpha_body,
         ),
         (
             "stream",
-            f"{backend}/v1/chat/completions",
+            f"{backend.url}/v1/chat/completions",
             {**openai_body, "stream": True},
-            f"{through}/v1/chat/completions",
+            f"{through.url}/v1/chat/completions",
             {**openai_body, "stream": True},
         ),
     ]
     rows = []
     for name, direct_url, direct_body, stack_url, stack_body in cases:
         stream = bool(direct_body.get("stream"))
-        direct = latencies(direct_url, direct_body, args.requests, stream)
-        via_stack = latencies(stack_url, stack_body, args.requests, stream)
+        direct, direct_cpu = timed(backend.pid, direct_url, direct_body, args.requests, stream)
+        via_stack, stack_cpu = timed(through.pid, stack_url, stack_body, args.requests, stream)
         d50, s50 = percentile(direct, 0.5), percentile(via_stack, 0.5)
         d99, s99 = percentile(direct, 0.99), percentile(via_stack, 0.99)
         rows.append(
-            [name, f"{d50:.2f}", f"{s50:.2f}", f"{s50 - d50:.2f}", f"{d99:.2f}", f"{s99:.2f}", f"{s99 - d99:.2f}"]
+            [
+                name,
+                f"{d50:.2f}",
+                f"{s50:.2f}",
+                f"{s50 - d50:.2f}",
+                f"{d99:.2f}",
+                f"{s99:.2f}",
+                f"{s99 - d99:.2f}",
+                f"{direct_cpu:.3f}",
+                f"{stack_cpu:.3f}",
+            ]
         )
     print(f"latency, {args.requests} sequential requests (ms; baseline: the backend direct)")
+    print("cpu: the CPU ms each request cost the backend process (direct) and the stack process")
     headers = ["case", "direct p50", "stack p50", "added p50", "direct p99", "stack p99", "added p99"]
+    headers += ["backend cpu", "stack cpu"]
     print(table(headers, rows))
     tool = "wrk" if shutil.which("wrk") else "httpx"
     print(f"\nthroughput, {args.clients} clients for {args.seconds}s (requests/s; {tool})")
-    direct_rps = throughput(f"{backend}/v1/chat/completions", openai_body, args.seconds, args.clients)
-    stack_rps = throughput(f"{through}/v1/chat/completions", openai_body, args.seconds, args.clients)
+    direct_rps = throughput(f"{backend.url}/v1/chat/completions", openai_body, args.seconds, args.clients)
+    stack_rps = throughput(f"{through.url}/v1/chat/completions", openai_body, args.seconds, args.clients)
     rows = [
         ["backend direct", f"{direct_rps:.0f}", "1.00x"],
         ["through the stack", f"{stack_rps:.0f}", ratio(stack_rps, direct_rps)],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from llama_stack.distribution.resolver import build_stack
 from llama_stack.distribution.spec import parse_run_config
@@ -204,6 +207,22 @@ async def test_unknown_route_is_404_and_wrong_method_405(client: httpx.AsyncClie
     assert (await client.get("/alpha/nothing/here")).status_code == 404
     wrong = await client.get("/alpha/inference/chat-completion")
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "method_not_allowed"
+
+
+async def test_every_route_is_reached_by_its_own_paths(tmp_path: Path) -> None:
+    # The app tries its routes hottest first (server/app.py dispatch_order); that must never hand a
+    # request to another route than the one whose path it is.
+    stack = await build_stack(parse_run_config(config(tmp_path), env={}))
+    routes = create_app(stack).router.routes
+    api_routes = [route for route in routes if isinstance(route, APIRoute)]
+    assert len(api_routes) > 60
+    for route in api_routes:
+        path = re.sub(r"\{[^}]+\}", "some-id", route.path)
+        for method in route.methods:
+            scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+            reached = next(r for r in routes if r.matches(scope)[0] == Match.FULL)
+            assert reached is route, f"{method} {path} reaches {getattr(reached, 'path', reached)}"
+    await stack.shutdown()
 
 
 async def test_models_registry_routes(client: httpx.AsyncClient) -> None:
