@@ -12,7 +12,9 @@ not take the spec's config class.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -185,9 +187,20 @@ class ProviderSpec(Generic[ConfigT, ImplT]):
     # The kvstore of the provider's config (e.g. its `kvstore` field): the stack opens it and hands
     # it over as `deps.kvstore`, so providers never open stores themselves.
     kvstore: Callable[[ConfigT], KVStoreConfig] | None = None
+    # Environment defaults (NAME, value) that must hold before `required_modules` are imported,
+    # e.g. HF_HUB_OFFLINE, which huggingface_hub reads once at import; set only where unset.
+    import_env: tuple[tuple[str, str], ...] = ()
 
     def missing_modules(self) -> list[str]:
         return [name for name in self.required_modules if importlib.util.find_spec(name) is None]
+
+    def import_required(self) -> None:
+        """Import the heavy modules the factory needs. The resolver runs this in a worker thread
+        before a background start, so seconds of torch imports never hold up the event loop."""
+        for name, value in self.import_env:
+            os.environ.setdefault(name, value)
+        for module in self.required_modules:
+            importlib.import_module(module)
 
     @property
     def pip_command(self) -> str:

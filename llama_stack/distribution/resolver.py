@@ -1,9 +1,16 @@
 """RunConfig -> a running Stack: providers instantiated in dependency order, routing tables loaded,
-the run config's resources registered. Any failure stops startup with the YAML key path and why."""
+the run config's resources registered. A bad config stops startup with the YAML key path and why.
+
+With `background=True` (how `llama stack run` serves), the inference, safety and memory providers
+start in background tasks (see distribution/startup.py): the server answers at once, a request
+for a provider still loading waits for it, and a provider that fails to start is reported by
+/alpha/health and named in the error of every request routed to it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -20,6 +27,13 @@ from llama_stack.distribution.registry import UnknownProvider, get_provider_spec
 from llama_stack.distribution.routers import InferenceRouter, MemoryRouter, SafetyRouter
 from llama_stack.distribution.routing import MemoryBanksTable, ModelsTable, ShieldsTable
 from llama_stack.distribution.spec import ConfigError, RunConfig, validate_section
+from llama_stack.distribution.startup import (
+    HealthReport,
+    ProviderStartup,
+    StartingInference,
+    StartingMemory,
+    StartingSafety,
+)
 from llama_stack.distribution.store import kvstore_from_config
 from llama_stack.distribution.store.api import KVStore, MissingDependency
 from llama_stack.server.operations import Operations
@@ -32,7 +46,8 @@ class ResolvedProvider:
     api: Api
     provider_id: str
     spec: AnyProviderSpec
-    impl: Any
+    impl: Any  # a gate (distribution/startup.py) until a background start has finished
+    startup: ProviderStartup[Any]
 
 
 @dataclass
@@ -50,7 +65,20 @@ class Stack:
     routers: ApiRouters = field(default_factory=ApiRouters)
     faces: ApiRouters = field(default_factory=ApiRouters)
 
+    def health(self) -> HealthReport:
+        states = [provider.startup.health() for provider in self.providers]
+        return HealthReport(ready=all(state.status == "ready" for state in states), providers=states)
+
+    async def wait_started(self) -> None:
+        """Wait for every background start to end, ready or failed (health says which)."""
+        tasks = [p.startup.task for p in self.providers if p.startup.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def shutdown(self) -> None:
+        starting = [p.startup.task for p in self.providers if p.startup.task is not None and not p.startup.task.done()]
+        for task in starting:
+            task.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)
         for provider in reversed(self.providers):
             shutdown = getattr(provider.impl, "shutdown", None)
             if shutdown is None:
@@ -129,8 +157,7 @@ def _api_order(specs: dict[Api, list[tuple[int, AnyProviderSpec, BaseModel]]]) -
 def _build_router(api: Api, stack: Stack, impls: dict[str, Any], outbound: OutboundPolicy) -> object:
     if api == Api.inference:
         stack.models.providers = impls
-        types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.inference}
-        metered = {pid: stack.operations.metered(pid, types[pid], impl) for pid, impl in impls.items()}
+        metered = {pid: _metered(stack, pid, impl) for pid, impl in impls.items()}
         return InferenceRouter(stack.models, metered, outbound)
     if api == Api.safety:
         stack.shields.providers = impls
@@ -139,6 +166,93 @@ def _build_router(api: Api, stack: Stack, impls: dict[str, Any], outbound: Outbo
         stack.memory_banks.providers = impls
         return MemoryRouter(stack.memory_banks)
     return next(iter(impls.values()))  # agents have no registry: one agents provider serves them all
+
+
+def _metered(stack: Stack, provider_id: str, impl: Any) -> Any:
+    types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.inference}
+    return stack.operations.metered(provider_id, types[provider_id], impl)
+
+
+# The APIs whose providers may start in the background, each with the gate that stands in for a
+# provider until it is ready. Agents start at once: their factory is cheap, and they are the
+# router of their API (no table to swap them into).
+def _gate(api: Api, stack: Stack, startup: ProviderStartup[Any]) -> object | None:
+    if api == Api.inference:
+        return StartingInference(startup, stack.models)
+    if api == Api.safety:
+        return StartingSafety(startup, stack.shields)
+    if api == Api.memory:
+        return StartingMemory(startup, stack.memory_banks)
+    return None
+
+
+def _install(stack: Stack, provider: ResolvedProvider, impl: Any) -> None:
+    """Put a provider that has started where its gate stood, so requests reach it directly."""
+    provider.impl = impl
+    pid = provider.provider_id
+    if provider.api == Api.inference:
+        stack.models.providers[pid] = impl
+        router = stack.routers.get(Api.inference)
+        assert isinstance(router, InferenceRouter)
+        router.providers[pid] = _metered(stack, pid, impl)
+    elif provider.api == Api.safety:
+        stack.shields.providers[pid] = impl
+    elif provider.api == Api.memory:
+        stack.memory_banks.providers[pid] = impl
+
+
+async def _start_provider(api: Api, index: int, spec: AnyProviderSpec, provider_config: BaseModel, deps: Deps) -> Any:
+    """The provider's kvstore opened and its factory run; a failure names the YAML key."""
+    kv = None
+    try:
+        kv = await _open_kvstore(spec, provider_config)
+        deps = Deps({a: deps.get(a) for a in deps}, deps.outbound, deps.multi_tenant, kv)
+        return await spec.factory(provider_config, deps)
+    except (StackError, OSError, ValueError, RuntimeError) as e:
+        if kv is not None:  # the provider did not start, so it does not own its store
+            await kv.close()
+        message = e.message if isinstance(e, StackError) else str(e)
+        raise ConfigError(f"providers.{api.value}[{index}] ({spec.provider_type}): failed to start: {message}") from e
+    except BaseException:
+        if kv is not None:
+            await kv.close()
+        raise
+
+
+async def _start_in_background(
+    stack: Stack, provider: ResolvedProvider, index: int, provider_config: BaseModel, deps: Deps
+) -> None:
+    """The heavy imports in a worker thread, then the factory, then the resources the gate took."""
+    startup, started = provider.startup, time.perf_counter()
+    impl: Any = None
+    try:
+        await asyncio.to_thread(provider.spec.import_required)
+        impl = await _start_provider(provider.api, index, provider.spec, provider_config, deps)
+        await startup.hand_over_pending(impl)
+    except Exception as e:  # recorded for health and for every request to it, never lost in a task
+        message = e.message if isinstance(e, StackError) else str(e) or type(e).__name__
+        if not isinstance(e, ConfigError):
+            message = f"providers.{provider.api.value}[{index}] ({provider.spec.provider_type}): {message}"
+        log.error("provider %s failed to start: %s", provider.provider_id, message)
+        startup.fail(message)
+        await _shutdown_quietly(impl)
+        return
+    finally:
+        if startup.status == "starting" and impl is None:  # cancelled: the server is stopping
+            startup.fail("the server stopped before this provider started")
+    _install(stack, provider, impl)
+    startup.succeed(impl)
+    log.info("provider %s ready in %.2fs", provider.provider_id, time.perf_counter() - started)
+
+
+async def _shutdown_quietly(impl: Any) -> None:
+    shutdown = getattr(impl, "shutdown", None)
+    if shutdown is None:
+        return
+    try:
+        await shutdown()
+    except Exception:
+        log.exception("a provider that failed to start also failed to shut down")
 
 
 def _face_routers(stack: Stack) -> ApiRouters:
@@ -180,7 +294,9 @@ async def _register_configured(stack: Stack) -> None:
                 raise ConfigError(f"{section}[{index}]: {e.message}") from e
 
 
-async def build_stack(config: RunConfig) -> Stack:
+async def build_stack(config: RunConfig, background: bool = False) -> Stack:
+    """The stack, ready to serve. With `background`, the inference, safety and memory providers
+    are still starting when it returns (on the running loop; Stack.health says how each stands)."""
     specs = _specs(config)
     order = _api_order(specs)
     try:
@@ -206,30 +322,24 @@ async def build_stack(config: RunConfig) -> Stack:
         (Api.memory_banks, stack.memory_banks),
     ):
         stack.routers.set(api, registry)
+    launches: list[tuple[ResolvedProvider, int, BaseModel, Deps]] = []
     try:
         for api in order:
             impls: dict[str, Any] = {}
             for index, spec, provider_config in specs[api]:
-                entry = config.providers[api][index]
+                pid = config.providers[api][index].provider_id
                 wanted = (*spec.depends_on, *spec.optional_depends_on)
-                routers = {api: stack.routers.get(api) for api in wanted if api in stack.routers}
-                kv = None
-                try:
-                    kv = await _open_kvstore(spec, provider_config)
-                    impl = await spec.factory(provider_config, Deps(routers, outbound, multi_tenant, kv))
-                except (StackError, OSError, ValueError, RuntimeError) as e:
-                    if kv is not None:  # the provider did not start, so it does not own its store
-                        await kv.close()
-                    message = e.message if isinstance(e, StackError) else str(e)
-                    raise ConfigError(
-                        f"providers.{api.value}[{index}] ({spec.provider_type}): failed to start: {message}"
-                    ) from e
-                except BaseException:
-                    if kv is not None:
-                        await kv.close()
-                    raise
-                impls[entry.provider_id] = impl
-                stack.providers.append(ResolvedProvider(api, entry.provider_id, spec, impl))
+                deps = Deps({a: stack.routers.get(a) for a in wanted if a in stack.routers}, outbound, multi_tenant)
+                startup: ProviderStartup[Any] = ProviderStartup(api.value, pid, spec.provider_type)
+                impl = _gate(api, stack, startup) if background else None
+                if impl is None:
+                    impl = await _start_provider(api, index, spec, provider_config, deps)
+                    startup.succeed(impl)
+                provider = ResolvedProvider(api, pid, spec, impl, startup)
+                if not startup.impl:
+                    launches.append((provider, index, provider_config, deps))
+                impls[pid] = impl
+                stack.providers.append(provider)
             stack.routers.set(api, _build_router(api, stack, impls, outbound))
         stack.faces = _face_routers(stack)
         for table in (stack.models, stack.shields, stack.memory_banks):
@@ -238,4 +348,9 @@ async def build_stack(config: RunConfig) -> Stack:
     except BaseException:
         await stack.shutdown()
         raise
+    # Gates took the resources registered above; from here on a registration waits for its provider.
+    for provider, index, provider_config, deps in launches:
+        provider.startup.deferring = False
+        task = asyncio.create_task(_start_in_background(stack, provider, index, provider_config, deps))
+        provider.startup.task = task
     return stack

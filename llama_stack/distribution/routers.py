@@ -57,7 +57,8 @@ class InferenceRouter:
         self, models: ModelsTable, providers: Mapping[str, Inference], outbound: OutboundPolicy | None = None
     ) -> None:
         self.models = models
-        self.providers = providers
+        # Its own dict: the resolver puts a provider that started in the background in its gate's place.
+        self.providers: dict[str, Inference] = dict(providers)
         self.outbound = outbound or OutboundPolicy()  # image URLs are fetched here, under server.outbound
 
     async def _route(self, model_id: str, wanted: ModelType) -> tuple[Inference, str]:

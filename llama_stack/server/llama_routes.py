@@ -180,8 +180,14 @@ def llama_router(stack: Stack) -> APIRouter:
 
     # Inspect ----------------------------------------------------------------------------------
     @router.get("/health")
-    async def health() -> Response:
-        return json_response(HealthInfo(status="OK"))
+    async def health(detail: bool = False) -> Response:
+        # 200 with status "OK" while the server answers, as before. While a provider is still
+        # loading in the background or failed to start (or with ?detail=true), `ready` and
+        # `providers` say how each one stands.
+        report = stack.health()
+        if report.ready and not detail:
+            return json_response(HealthInfo(status=report.status))
+        return json_response(report)
 
     @router.get("/providers/list")
     async def providers_list() -> Response:

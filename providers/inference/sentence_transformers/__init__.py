@@ -30,6 +30,9 @@ provider_spec: InferenceSpec[SentenceTransformersConfig] = ProviderSpec(
     description="Text embeddings with sentence-transformers; all-MiniLM-L6-v2 (384 dimensions) "
     "ships with the package and works offline",
     required_modules=("sentence_transformers",),
+    # The bundled weights are complete on disk; offline, huggingface_hub never stalls looking
+    # for optional files. It reads this once at import, which a background start does early.
+    import_env=(("HF_HUB_OFFLINE", "1"),),
     extra="embeddings",
 )
 
