@@ -23,7 +23,8 @@ Only the engine's worker thread touches a StaticDecodeBatch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -57,6 +58,12 @@ class StaticDecodeBatch:
         self.cache: Any = None
         self.mask = torch.zeros((slots, 0), dtype=torch.long, device=self.device)
         self._step: StepFn | None = None
+        # A causal LM is a decoder and an output projection: split, the step returns hidden
+        # states and only live rows are projected onto the vocabulary.
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+        split = decoder is not None and head is not None and decoder is not model
+        self._decoder: Any = decoder if split else None
+        self._head: Any = head if split else None
         self.compactions = 0
         self.growths = 0
 
@@ -110,19 +117,25 @@ class StaticDecodeBatch:
         """Feed each row its latest token; returns next-token logits [rows, vocab]."""
         if self.pointer >= self.capacity:
             self._make_room(max(self.lengths) + 1)
-        input_ids = torch.zeros((self.slots, 1), dtype=torch.long)
-        positions = torch.zeros((self.slots, 1), dtype=torch.long)
+        # Compiled, the step always runs every slot (one shape, one graph). Eager, it runs only
+        # the slots up to the highest in use (free slots are taken lowest first), as views of
+        # the same cache, so one stream on a CPU does not pay for eight.
+        width = self.slots if self.compile_step else max(self._row_slots) + 1
+        input_ids = torch.zeros((width, 1), dtype=torch.long)
+        positions = torch.zeros((width, 1), dtype=torch.long)
         for row, slot in enumerate(self._row_slots):
             input_ids[slot, 0] = last_tokens[row]
             positions[slot, 0] = self.lengths[row]
         self.mask[:, self.pointer] = 1  # every slot attends to its new token (free ones too: no empty row)
         self._set_write_column(self.pointer)
-        logits = self._decode_step()(input_ids.to(self.device), positions.to(self.device), self.mask)
+        with self._rows_of_cache(width):
+            hidden = self._decode_step()(input_ids.to(self.device), positions.to(self.device), self.mask[:width])
         self.pointer += 1
         self.lengths = [length + 1 for length in self.lengths]
         rows = torch.tensor(self._row_slots, dtype=torch.long, device=self.device)
-        # index_select copies: a CUDA graph's output buffer is overwritten by its next replay.
-        return logits.index_select(0, rows)
+        # index_select copies (a CUDA graph's output buffer is overwritten by its next replay),
+        # and the vocabulary projection, the widest matmul of a small model, runs on live rows only.
+        return self._project(hidden.index_select(0, rows))
 
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only `rows` (indices, in their current order); the others' slots become free."""
@@ -193,20 +206,44 @@ class StaticDecodeBatch:
             self._step = self._build_step()
         return self._step
 
+    @contextlib.contextmanager
+    def _rows_of_cache(self, width: int) -> Iterator[None]:
+        """While decoding `width` < slots rows, each layer holds views of its first rows: the
+        StaticCache writes through them into the full tensors."""
+        if width == self.slots:
+            yield
+            return
+        full = [(layer.keys, layer.values) for layer in self.cache.layers]
+        try:
+            for layer, (keys, values) in zip(self.cache.layers, full, strict=True):
+                layer.keys, layer.values = keys[:width], values[:width]
+            yield
+        finally:
+            for layer, (keys, values) in zip(self.cache.layers, full, strict=True):
+                layer.keys, layer.values = keys, values
+
+    def _project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [rows, vocab] from the step's output: hidden states when the model splits
+        into a decoder and an output projection, else already logits."""
+        if self._head is None:
+            return hidden
+        logits: torch.Tensor = self._head(hidden)
+        return logits
+
     def _build_step(self) -> StepFn:
-        cache, model, cache_kwarg = self.cache, self.model, self._cache_kwarg
+        cache, cache_kwarg = self.cache, self._cache_kwarg
+        decoder = self._decoder or self.model
 
         def step(input_ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            outputs = model(
+            outputs = decoder(
                 input_ids=input_ids,
                 attention_mask=mask,
                 position_ids=positions,
                 use_cache=True,
-                logits_to_keep=1,
                 **{cache_kwarg: cache},
             )
-            logits: torch.Tensor = outputs.logits[:, -1]
-            return logits
+            last: torch.Tensor = (outputs.last_hidden_state if self._head is not None else outputs.logits)[:, -1]
+            return last
 
         if not self.compile_step:
             return step
