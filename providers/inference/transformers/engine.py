@@ -159,6 +159,11 @@ class GenerationEngine:
         self._thread = threading.Thread(target=self._run, name=f"generate-{name}", daemon=True)
         self._thread.start()
 
+    @property
+    def batch(self) -> RowBatch:
+        """How this engine's rows decode together (eager or static): for tests and benchmarks."""
+        return self._batch
+
     def submit(self, request: GenerationRequest) -> GenerationStream:
         """Queue a request; call from the event loop that will consume its events."""
         stream = GenerationStream(request, asyncio.get_running_loop())
