@@ -28,10 +28,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 Runner = Callable[[Sequence[str]], None]
 
@@ -49,6 +54,10 @@ OWN_WHEEL_PREFIX = "llamastack_lite-"
 # same wheel, so an image layer keyed by its hash is reused.
 REPRODUCIBLE_EPOCH = "315532800"
 MIN_SETUPTOOLS = 68  # pyproject.toml's build-system.requires
+# The oldest Python the image's base may have: pip resolves with the host's Python (3.11.7, say),
+# and a base with an older 3.11 (Debian bookworm's is 3.11.2) needs what markers such as
+# `python_full_version < "3.11.3"` add (redis needs async-timeout there).
+OLDEST_BASE_PYTHON = "3.11.0"
 
 
 @dataclass(frozen=True)
@@ -145,11 +154,42 @@ def resolve(wheel_sets: Sequence[WheelSet], wheels_dir: Path, cache_dir: Path, r
             offline = [a for a in args if a != "--extra-index-url" and a != wheel_set.index]
             if not _quiet(wheel_command(wheel_set, ["--no-index", *offline], wheels_dir, cache_dir)):
                 run(wheel_command(wheel_set, args, wheels_dir, cache_dir))
+        for _ in range(3):  # what they add may itself need more on the older Python (rarely)
+            older = requirements_of_older_pythons([folder, *(wheels_dir / f for f in wheel_set.reuses)])
+            if not older:
+                break
+            if not _quiet(wheel_command(wheel_set, ["--no-index", *older], wheels_dir, cache_dir)):
+                run(wheel_command(wheel_set, older, wheels_dir, cache_dir))
         for other in wheel_set.reuses:  # each wheel lies in one folder: the image gets one copy
             for wheel in (wheels_dir / other).glob("*.whl"):
                 (folder / wheel.name).unlink(missing_ok=True)
         (folder / REQUIREMENTS).write_text("".join(f"{r}\n" for r in wheel_set.requirements))
         _cache_new_wheels(folder, cache_dir)
+
+
+def requirements_of_older_pythons(folders: Sequence[Path]) -> list[str]:
+    """The dependencies that the folders' wheels declare only for a Python older than the host's
+    (down to OLDEST_BASE_PYTHON) and that no folder holds yet, without their markers."""
+    wheels = [w for folder in folders for w in folder.glob("*.whl")]
+    present = {canonicalize_name(w.name.split("-")[0]) for w in wheels}
+    here = {**{key: str(value) for key, value in default_environment().items()}, "extra": ""}
+    older = {**here, "python_full_version": OLDEST_BASE_PYTHON}
+    missing: dict[str, None] = {}
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            name = next((n for n in archive.namelist() if n.endswith(".dist-info/METADATA")), None)
+            text = archive.read(name).decode("utf-8", "replace") if name else ""
+        for line in text.splitlines():
+            if not line.startswith("Requires-Dist:"):
+                continue
+            requirement = Requirement(line.split(":", 1)[1].strip())
+            marker = requirement.marker
+            if marker is None or not marker.evaluate(older) or marker.evaluate(here):
+                continue
+            if canonicalize_name(requirement.name) not in present:
+                requirement.marker = None
+                missing[str(requirement)] = None
+    return list(missing)
 
 
 def pin(wheel: Path) -> str:

@@ -112,7 +112,15 @@ def test_the_server_mounts_its_run_yaml_and_is_checked_on_alpha_health(stack: st
     assert "./run.yaml:/app/run.yaml:ro" in server["volumes"]  # the path the image's ENTRYPOINT runs
     assert (COMPOSE / stack / "run.yaml").is_file()
     assert "/alpha/health" in " ".join(server["healthcheck"]["test"])
-    assert server["ports"] == ["5000:5000"]
+    assert interpolate(server, {})["ports"] == ["5000:5000"]  # LLAMA_STACK_PORT picks another host port
+
+
+@pytest.mark.parametrize("override", ["compose.local.yaml", "compose.replicas.yaml"])
+def test_the_ollama_overrides_are_valid_compose_files(override: str) -> None:
+    """The files tests/deploy/test_compose_stack.py merges over the Ollama stack's compose.yaml."""
+    document = yaml.safe_load((COMPOSE / "ollama" / override).read_text())
+    assert schema_errors(document) == []
+    assert set(document["services"]) <= set(load_compose("ollama")["services"]) | {"llamastack-b"}
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,20 @@ def test_only_the_torch_set_asks_pytorch_index_and_for_torch_alone() -> None:
     command = wheelhouse.wheel_command(sets["app"], ["x"], Path("/w"), Path("/cache"))
     assert command[:3] == [sys.executable, "-m", "pip"]
     assert [command[i + 1] for i, a in enumerate(command) if a == "--find-links"] == ["/w/app", "/w/torch", "/cache"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11, 3), reason="needs a host Python newer than the markers' bound")
+def test_dependencies_only_an_older_python_needs_are_asked_for(tmp_path: Path) -> None:
+    """A base with an older 3.11 than the host's (Debian's 3.11.2) needs what such markers add:
+    redis wants async-timeout below 3.11.3, and pip on a newer host skips it."""
+
+    def wheel(name: str, *requires: str) -> None:
+        metadata = "Metadata-Version: 2.1\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+        with zipfile.ZipFile(tmp_path / f"{name}-1.0-py3-none-any.whl", "w") as archive:
+            archive.writestr(f"{name}-1.0.dist-info/METADATA", metadata)
+
+    wheel("redis", 'async-timeout>=4.0.3; python_full_version < "3.11.3"', 'hiredis>=3; extra == "hiredis"')
+    wheel("anyio", 'exceptiongroup>=1.0.2; python_version < "3.11"', "idna>=2.8")
+    assert wheelhouse.requirements_of_older_pythons([tmp_path]) == ["async-timeout>=4.0.3"]
+    wheel("async_timeout")
+    assert wheelhouse.requirements_of_older_pythons([tmp_path]) == []
