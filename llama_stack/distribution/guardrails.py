@@ -56,21 +56,23 @@ class GuardedStreamChunk(ChatCompletionResponseStreamChunk):
     violation: SafetyViolation | None = None
 
 
-async def guarded_chat(stack: Stack, inference: Inference, guardrails: Guardrails | None) -> GuardedChat:
-    """Chat completion with the request's guardrails; with none it is the inference router as is.
+async def guarded_chat(stack: Stack, inference: Inference, guardrails: Guardrails | None) -> GuardedChat | None:
+    """Chat completion with the request's guardrails, or None when it names none: the caller then
+    uses the inference router as is, with no layer added to the call or to each streamed chunk.
     Every shield named is looked up first, so an unknown one is a 404 before any inference."""
-    safety = stack.routers[Api.safety] if guardrails is not None else None
-    if guardrails is not None:
-        for shield_id in dict.fromkeys(guardrails.input + guardrails.output):
-            await stack.shields.get(shield_id)
-    return GuardedChat(inference, safety, guardrails or Guardrails())
+    if guardrails is None:
+        return None
+    safety = stack.routers[Api.safety]  # a stack without the Safety API says so first
+    for shield_id in dict.fromkeys(guardrails.input + guardrails.output):
+        await stack.shields.get(shield_id)
+    return GuardedChat(inference, safety, guardrails)
 
 
 class GuardedChat:
     """The inference router's chat methods with the guardrails around them, called as the router
     is. One per request: `violation` tells the face whether a shield stopped this answer."""
 
-    def __init__(self, inference: Inference, safety: Safety | None, guardrails: Guardrails) -> None:
+    def __init__(self, inference: Inference, safety: Safety, guardrails: Guardrails) -> None:
         self.inference = inference
         self.safety = safety
         self.guardrails = guardrails
@@ -78,7 +80,7 @@ class GuardedChat:
 
     async def check(self, stage: str, shield_ids: list[str], messages: list[Message]) -> SafetyViolation | None:
         """Run the shields side by side; the first blocking violation, in the order asked, wins."""
-        if not shield_ids or self.safety is None:
+        if not shield_ids:
             return None
         safety = self.safety
         tasks = [

@@ -60,7 +60,8 @@ def llama_router(stack: Stack) -> APIRouter:
     @router.post("/inference/chat-completion")
     async def chat_completion(request: ChatCompletionRequest) -> Response:
         # Shields asked for in the body's `guardrails` field wrap the call (docs/safety.md).
-        chat = await guarded_chat(stack, apis[Api.inference], request.guardrails)
+        inference = apis[Api.inference]
+        chat = await guarded_chat(stack, inference, request.guardrails) or inference
         if request.stream:
             return await sse_response(chat.chat_completion_stream(request))
         return json_response(await chat.chat_completion(request))

@@ -80,12 +80,14 @@ def openai_router(stack: Stack) -> APIRouter:
         completion_id, created = new_id("chatcmpl"), now()
         # Shields asked for with extra_body={"guardrails": ...} wrap the call (docs/safety.md); a
         # violation ends the answer with finish_reason "content_filter".
-        chat = await guarded_chat(stack, _inference(stack), body.guardrails)
+        inference = _inference(stack)
+        guard = await guarded_chat(stack, inference, body.guardrails)
+        chat = guard or inference
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             chunks = chat.chat_completion_stream(request)
             stream = _chat_stream(chunks, completion_id, created, body.model, stops, include_usage)
-            marked = _content_filtered_stream(stream, chat)
+            marked = _content_filtered_stream(stream, guard) if guard else stream
             return await sse_response(marked, frame=_frame, error_frame=_error_frame, trailer=DONE)
         response = await chat.chat_completion(request)
         message = response.completion_message
@@ -102,7 +104,7 @@ def openai_router(stack: Stack) -> APIRouter:
         }
         return json_response(
             _content_filtered(
-                chat.violation,
+                guard.violation if guard else None,
                 {
                     "id": completion_id,
                     "object": "chat.completion",

@@ -29,7 +29,8 @@ def openai_surface(stack: Stack) -> list[APIRouter]:
     responses = Responses(stack.store, stack.models, stores, outbound)
 
     async def chat_for(guardrails: Guardrails | None) -> ChatStream:
-        return await guarded_chat(stack, stack.faces[Api.inference], guardrails)
+        inference = stack.faces[Api.inference]
+        return await guarded_chat(stack, inference, guardrails) or inference
 
     safety_types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.safety}
     routers = [
