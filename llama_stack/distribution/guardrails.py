@@ -56,12 +56,11 @@ class GuardedStreamChunk(ChatCompletionResponseStreamChunk):
     violation: SafetyViolation | None = None
 
 
-async def guarded_chat(stack: Stack, inference: Inference, guardrails: Guardrails | None) -> GuardedChat | None:
-    """Chat completion with the request's guardrails, or None when it names none: the caller then
-    uses the inference router as is, with no layer added to the call or to each streamed chunk.
-    Every shield named is looked up first, so an unknown one is a 404 before any inference."""
-    if guardrails is None:
-        return None
+async def guarded_chat(stack: Stack, inference: Inference, guardrails: Guardrails) -> GuardedChat:
+    """Chat completion with the request's guardrails. A face calls it only for a request that names
+    some: one without calls the inference router as is, with no layer added to the call or to each
+    streamed chunk. Every shield named is looked up first, so an unknown one is a 404 before any
+    inference."""
     safety = stack.routers[Api.safety]  # a stack without the Safety API says so first
     for shield_id in dict.fromkeys(guardrails.input + guardrails.output):
         await stack.shields.get(shield_id)

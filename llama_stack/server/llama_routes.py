@@ -61,7 +61,7 @@ def llama_router(stack: Stack) -> APIRouter:
     async def chat_completion(request: ChatCompletionRequest) -> Response:
         # Shields asked for in the body's `guardrails` field wrap the call (docs/safety.md).
         inference = apis[Api.inference]
-        chat = await guarded_chat(stack, inference, request.guardrails) or inference
+        chat = inference if request.guardrails is None else await guarded_chat(stack, inference, request.guardrails)
         if request.stream:
             return await sse_response(chat.chat_completion_stream(request))
         return json_response(await chat.chat_completion(request))

@@ -81,7 +81,7 @@ def openai_router(stack: Stack) -> APIRouter:
         # Shields asked for with extra_body={"guardrails": ...} wrap the call (docs/safety.md); a
         # violation ends the answer with finish_reason "content_filter".
         inference = _inference(stack)
-        guard = await guarded_chat(stack, inference, body.guardrails)
+        guard = None if body.guardrails is None else await guarded_chat(stack, inference, body.guardrails)
         chat = guard or inference
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -30,7 +30,7 @@ def openai_surface(stack: Stack) -> list[APIRouter]:
 
     async def chat_for(guardrails: Guardrails | None) -> ChatStream:
         inference = stack.faces[Api.inference]
-        return await guarded_chat(stack, inference, guardrails) or inference
+        return inference if guardrails is None else await guarded_chat(stack, inference, guardrails)
 
     safety_types = {p.provider_id: p.spec.provider_type for p in stack.providers if p.api == Api.safety}
     routers = [
