@@ -12,12 +12,15 @@ not take the spec's config class.
 
 from __future__ import annotations
 
+import dis
 import importlib
 import importlib.util
 import os
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import CodeType, FunctionType
 from typing import Any, Generic, Literal, overload
 
 from pydantic import BaseModel
@@ -195,11 +198,12 @@ class ProviderSpec(Generic[ConfigT, ImplT]):
         return [name for name in self.required_modules if importlib.util.find_spec(name) is None]
 
     def import_required(self) -> None:
-        """Import the heavy modules the factory needs. The resolver runs this in a worker thread
-        before a background start, so seconds of torch imports never hold up the event loop."""
+        """Import what the factory will: the required modules, then the implementation modules
+        its package's functions import lazily. The resolver runs this in a worker thread before a
+        background start, so seconds of imports never hold up the event loop serving requests."""
         for name, value in self.import_env:
             os.environ.setdefault(name, value)
-        for module in self.required_modules:
+        for module in (*self.required_modules, *lazy_imports(self.factory.__module__)):
             importlib.import_module(module)
 
     @property
@@ -219,3 +223,27 @@ MemorySpec = ProviderSpec[ConfigT, Memory]
 AgentsSpec = ProviderSpec[ConfigT, Agents]
 # Any provider's spec, as the registry and the resolver hold them.
 AnyProviderSpec = ProviderSpec[Any, Any]
+
+
+def lazy_imports(module_name: str) -> list[str]:
+    """The modules that the functions of `module_name` import when called: a provider package
+    keeps its implementation behind its factory (`from .inference import ...` inside it), and
+    these are the imports the factory will run. Read from the functions' bytecode, so no
+    provider has to list them."""
+    module = sys.modules.get(module_name)
+    if module is None:
+        return []
+    package = module.__package__ or module_name
+    codes = [f.__code__ for f in vars(module).values() if isinstance(f, FunctionType) and f.__module__ == module_name]
+    found: list[str] = []
+    while codes:
+        code = codes.pop()
+        codes.extend(const for const in code.co_consts if isinstance(const, CodeType))
+        consts: list[object] = [None, None]  # an import loads its level, then its fromlist
+        for instruction in dis.get_instructions(code):
+            if instruction.opname == "LOAD_CONST":
+                consts = [consts[1], instruction.argval]
+            elif instruction.opname == "IMPORT_NAME" and isinstance(level := consts[0], int):
+                name = "." * level + str(instruction.argval)
+                found.append(importlib.util.resolve_name(name, package) if level else name)
+    return list(dict.fromkeys(found))

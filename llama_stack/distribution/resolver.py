@@ -1,10 +1,10 @@
 """RunConfig -> a running Stack: providers instantiated in dependency order, routing tables loaded,
 the run config's resources registered. A bad config stops startup with the YAML key path and why.
 
-With `background=True` (how `llama stack run` serves), the inference, safety and memory providers
-start in background tasks (see distribution/startup.py): the server answers at once, a request
-for a provider still loading waits for it, and a provider that fails to start is reported by
-/alpha/health and named in the error of every request routed to it."""
+With `background=True` (how `llama stack run` serves), the providers start in background tasks
+(see distribution/startup.py): the server answers at once, a request for a provider still loading
+waits for it, and a provider that fails to start is reported by /alpha/health and named in the
+error of every request routed to it."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from llama_stack.distribution.spec import ConfigError, RunConfig, validate_secti
 from llama_stack.distribution.startup import (
     HealthReport,
     ProviderStartup,
+    StartingAgents,
     StartingInference,
     StartingMemory,
     StartingSafety,
@@ -173,17 +174,15 @@ def _metered(stack: Stack, provider_id: str, impl: Any) -> Any:
     return stack.operations.metered(provider_id, types[provider_id], impl)
 
 
-# The APIs whose providers may start in the background, each with the gate that stands in for a
-# provider until it is ready. Agents start at once: their factory is cheap, and they are the
-# router of their API (no table to swap them into).
-def _gate(api: Api, stack: Stack, startup: ProviderStartup[Any]) -> object | None:
+# The gate that stands in for a provider of each API until it has started in the background.
+def _gate(api: Api, stack: Stack, startup: ProviderStartup[Any]) -> object:
     if api == Api.inference:
         return StartingInference(startup, stack.models)
     if api == Api.safety:
         return StartingSafety(startup, stack.shields)
     if api == Api.memory:
         return StartingMemory(startup, stack.memory_banks)
-    return None
+    return StartingAgents(startup)
 
 
 def _install(stack: Stack, provider: ResolvedProvider, impl: Any) -> None:
@@ -199,6 +198,9 @@ def _install(stack: Stack, provider: ResolvedProvider, impl: Any) -> None:
         stack.shields.providers[pid] = impl
     elif provider.api == Api.memory:
         stack.memory_banks.providers[pid] = impl
+    elif provider.api == Api.agents:  # the agents provider is its API's router
+        stack.routers.set(Api.agents, impl)
+        stack.faces.set(Api.agents, stack.operations.scoped_agents(impl))
 
 
 async def _start_provider(api: Api, index: int, spec: AnyProviderSpec, provider_config: BaseModel, deps: Deps) -> Any:
@@ -295,8 +297,8 @@ async def _register_configured(stack: Stack) -> None:
 
 
 async def build_stack(config: RunConfig, background: bool = False) -> Stack:
-    """The stack, ready to serve. With `background`, the inference, safety and memory providers
-    are still starting when it returns (on the running loop; Stack.health says how each stands)."""
+    """The stack, ready to serve. With `background`, the providers are still starting when it
+    returns (on the running loop; Stack.health says how each stands)."""
     specs = _specs(config)
     order = _api_order(specs)
     try:

@@ -18,6 +18,22 @@ from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+from llama_stack.apis.agents import (
+    Agents,
+    CreateAgentRequest,
+    CreateAgentResponse,
+    CreateSessionRequest,
+    CreateSessionResponse,
+    CreateTurnRequest,
+    GetSessionRequest,
+    GetStepResponse,
+    Session,
+    SessionRef,
+    StepRef,
+    Turn,
+    TurnRef,
+    TurnStreamChunk,
+)
 from llama_stack.apis.common import WireModel
 from llama_stack.apis.errors import ProviderError, StackError
 from llama_stack.apis.inference import (
@@ -225,6 +241,43 @@ class StartingMemory(_Gate[Memory]):
 
     async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
         await (await self.startup.ready()).delete_documents(request)
+
+
+class StartingAgents:
+    """Agents have no routing table: the resolver puts the provider in the routers' and faces'
+    place of this gate once it is ready."""
+
+    def __init__(self, startup: ProviderStartup[Agents]) -> None:
+        self.startup = startup
+
+    async def create_agent(self, request: CreateAgentRequest) -> CreateAgentResponse:
+        return await (await self.startup.ready()).create_agent(request)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        await (await self.startup.ready()).delete_agent(agent_id)
+
+    async def create_session(self, request: CreateSessionRequest) -> CreateSessionResponse:
+        return await (await self.startup.ready()).create_session(request)
+
+    async def get_session(self, request: GetSessionRequest) -> Session:
+        return await (await self.startup.ready()).get_session(request)
+
+    async def delete_session(self, request: SessionRef) -> None:
+        await (await self.startup.ready()).delete_session(request)
+
+    async def create_turn(self, request: CreateTurnRequest) -> AsyncIterator[TurnStreamChunk]:
+        stream = (await self.startup.ready()).create_turn(request)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await _close(stream)
+
+    async def get_turn(self, request: TurnRef) -> Turn:
+        return await (await self.startup.ready()).get_turn(request)
+
+    async def get_step(self, request: StepRef) -> GetStepResponse:
+        return await (await self.startup.ready()).get_step(request)
 
 
 async def _close(stream: AsyncIterator[Any]) -> None:
