@@ -38,8 +38,10 @@ class VectorIndexConfig(BaseModel):
     hnsw_m: int = Field(default=32, ge=4, le=128, description="HNSW links per node (memory grows with it)")
     hnsw_ef_construction: int = Field(default=64, ge=8, description="HNSW candidates kept while inserting")
     hnsw_ef_search: int = Field(default=64, ge=8, description="HNSW candidates kept per query (raised to k)")
-    ivf_lists: int = Field(default=0, ge=0, description="IVF clusters; 0: about 4 x sqrt(chunks) when trained")
-    ivf_probe: int = Field(default=0, ge=0, description="IVF clusters scanned per query; 0: lists / 32, at least 8")
+    ivf_lists: int = Field(
+        default=0, ge=0, description="IVF clusters; 0: about 2 x sqrt(chunks), retrained as the bank grows"
+    )
+    ivf_probe: int = Field(default=0, ge=0, description="IVF clusters scanned per query; 0: lists / 8, at least 16")
 
     def for_bank(self, kind: IndexKind | None) -> VectorIndexConfig:
         """These settings with the bank's own kind, when it chose one."""

@@ -219,10 +219,11 @@ class FaissBank:
 
 
 class FaissVectorStore:
-    def __init__(self, persist_dir: Path, index: VectorIndexConfig) -> None:
+    def __init__(self, persist_dir: Path, index: VectorIndexConfig | None = None) -> None:
+        """`index`: the banks' default (the provider passes its config's); exact when not given."""
         self.root = persist_dir / "banks"
         self.banks: dict[str, FaissBank] = {}
-        self.default_index = index
+        self.default_index = index or VectorIndexConfig(kind="exact")
         self.chosen: dict[str, VectorIndexConfig] = {}
 
     def choose_index(self, bank_id: str, index: VectorIndexConfig) -> None:

@@ -18,9 +18,8 @@ async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> Indexed
     from ..common.indexed_engine import IndexedMemoryEngine
     from .store import PgVectorStore
 
-    index = config.index if config.hnsw else config.index.model_copy(update={"kind": "exact"})
     store = await PgVectorStore.open(
-        config.dsn, config.table_prefix, index, config.pool_max_size, config.connection_wait_s
+        config.dsn, config.table_prefix, config.hnsw, config.pool_max_size, config.connection_wait_s, config.index
     )
     return IndexedMemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
 

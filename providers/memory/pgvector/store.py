@@ -60,8 +60,18 @@ class PgVectorStore:
 
     @classmethod
     async def open(
-        cls, dsn: str, prefix: str, index: VectorIndexConfig, pool_max_size: int, connection_wait_s: float = 1.5
+        cls,
+        dsn: str,
+        prefix: str,
+        hnsw: bool,
+        pool_max_size: int,
+        connection_wait_s: float = 1.5,
+        index: VectorIndexConfig | None = None,
     ) -> PgVectorStore:
+        """`index` is the banks' default (the provider's `index`); `hnsw=False` makes it exact."""
+        default = index or VectorIndexConfig(kind="hnsw")
+        if not hnsw:
+            default = default.model_copy(update={"kind": "exact"})
         address = describe_dsn(dsn)
         try:
             conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
@@ -96,7 +106,7 @@ class PgVectorStore:
         except Exception as e:
             await pool.close()
             raise ConnectionError(f"pgvector: cannot open a pool to {address}: {e}") from e
-        return cls(pool, prefix, index, address)
+        return cls(pool, prefix, default, address)
 
     def _upstream(self, action: str, error: psycopg.Error | PoolTimeout) -> StackError:
         if isinstance(error, psycopg.OperationalError | PoolTimeout):

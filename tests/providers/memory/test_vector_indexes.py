@@ -44,7 +44,7 @@ def chunks(document_id: str, rows: int, **metadata: Any) -> list[StoredChunk]:
 
 
 async def open_store(folder: Path, kind: str, **settings: Any) -> FaissVectorStore:
-    store = FaissVectorStore(folder, VectorIndexConfig(kind=kind, **settings))  # type: ignore[arg-type]
+    store = FaissVectorStore(folder, VectorIndexConfig.model_validate({"kind": kind, **settings}))
     await store.open_bank(BANK, DIMENSION)
     return store
 

@@ -1,0 +1,299 @@
+"""Vector search at scale, exact against approximate indexes, in one run:
+
+for each backend and index kind, fill one bank to SIZE chunks straight through the provider's vector
+store (its durable write path: FAISS's fsynced log and snapshots, pgvector's COPY transaction,
+Qdrant's upserts), then time N unfiltered k=10 searches; print
+
+- build: seconds to fill the bank (1,000 chunks per insert), and the store's insert rate;
+- vs embed: (embedding + store insert) / embedding alone for the same chunks, where the embedding
+  rate is all-MiniLM-L6-v2 (sentence-transformers, batch 32) on real chunk text measured in this
+  run: the share of raw embedding throughput an insert keeps (target >= 0.9);
+- p50 / p99 of the store's search (the query's own embedding, one MiniLM call, is not included);
+- recall@10: the share of the exact top 10 (numpy over the same vectors, in this run) found;
+- index B/chunk: bytes of the vector index per chunk (FAISS: the serialised index plus ids; pgvector:
+  table + indexes, so also the text; Qdrant local: its folder), and RSS B/chunk for in-process stores.
+
+Vectors are SYNTHETIC, 384-dimensional unit vectors drawn around 1,000 cluster centres with a
+32-dimensional spread plus isotropic noise (embeddings of real text are clustered and of low
+intrinsic dimension; uniform random vectors are not, and no index beats a scan on them). Queries
+are fresh draws from the same distribution. Postgres comes from pgserver unless --pg-dsn.
+Qdrant runs in qdrant-client's local mode, which has no HNSW (it always scans).
+
+    python -m benchmarks.bench_memory_scale                        # 100k per backend, 1M for FAISS
+    python -m benchmarks.bench_memory_scale --size 20000 --million 0 --queries 50   # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_memory import CHUNK, OVERLAP, load_raw_model, postgres, raw_encode, synthetic_documents
+from benchmarks.harness import percentile, rss_mb, table
+from llama_stack.providers.memory.common.chunking import chunk_text
+from llama_stack.providers.memory.common.config import VectorIndexConfig
+from llama_stack.providers.memory.common.types import StoredChunk, Vectors, VectorStore, normalise
+
+DIMENSION = 384
+CENTRES, SPREAD_DIMS = 1000, 32
+FILL_BATCH = 1000
+K = 10
+BANK = "scale"
+
+
+class Synthetic:
+    """Clustered unit vectors: centre + spread in a shared low-dimensional subspace + noise."""
+
+    def __init__(self, seed: int = 5) -> None:
+        rng = np.random.default_rng(seed)
+        self.centres = normalise(rng.standard_normal((CENTRES, DIMENSION)).astype(np.float32))
+        self.basis = rng.standard_normal((SPREAD_DIMS, DIMENSION)).astype(np.float32) / np.sqrt(DIMENSION)
+
+    def draw(self, rows: int, seed: int) -> Vectors:
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(0, CENTRES, rows)
+        spread = rng.standard_normal((rows, SPREAD_DIMS)).astype(np.float32) @ self.basis
+        noise = 0.02 * rng.standard_normal((rows, DIMENSION)).astype(np.float32)
+        return normalise(self.centres[picks] + 0.8 * spread + noise)
+
+    def bank(self, rows: int) -> Vectors:
+        blocks = [self.draw(min(100_000, rows - start), seed=1000 + start) for start in range(0, rows, 100_000)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, DIMENSION), np.float32)
+
+
+def exact_top(vectors: Vectors, queries: Vectors) -> list[set[int]]:
+    tops = []
+    for query in queries:
+        scores = vectors @ query
+        tops.append(set(np.argpartition(-scores, K)[:K].tolist()))
+    return tops
+
+
+@dataclass
+class Row:
+    label: str
+    size: int
+    build_s: float
+    insert_rate: float
+    p50_ms: float
+    p99_ms: float
+    recall: float
+    index_bytes: float
+    rss_bytes: float | None
+
+
+async def fill(store: VectorStore, vectors: Vectors) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(vectors), FILL_BATCH):
+        part = vectors[start : start + FILL_BATCH]
+        name = f"d{start // FILL_BATCH}"
+        chunks = [StoredChunk(name, i, str(start + i), 64, {}) for i in range(len(part))]
+        await store.replace_documents(BANK, [name], chunks, part)
+    return time.perf_counter() - started
+
+
+async def measure(
+    label: str,
+    store: VectorStore,
+    vectors: Vectors,
+    queries: Vectors,
+    exact: list[set[int]],
+    size_of: Callable[[], float],
+) -> Row:
+    before = rss_mb(os.getpid())
+    await store.open_bank(BANK, DIMENSION)
+    build_s = await fill(store, vectors)
+    rss = (rss_mb(os.getpid()) - before) * 2**20 / len(vectors)
+    await store.search(BANK, queries[:1], K, {})  # warm-up
+    timings, found = [], 0
+    for query, truth in zip(queries, exact, strict=True):
+        started = time.perf_counter()
+        hits = await store.search(BANK, query[None, :], K, {})
+        timings.append((time.perf_counter() - started) * 1000)
+        found += len(truth & {int(hit.chunk.content) for hit in hits})
+    index_bytes = await asyncio.to_thread(size_of)
+    return Row(
+        label,
+        len(vectors),
+        build_s,
+        len(vectors) / build_s,
+        percentile(timings, 0.5),
+        percentile(timings, 0.99),
+        found / (K * len(queries)),
+        index_bytes / len(vectors),
+        rss,
+    )
+
+
+def folder_bytes(folder: Path, pattern: str = "**/*") -> float:
+    return float(sum(p.stat().st_size for p in folder.glob(pattern) if p.is_file()))
+
+
+async def faiss_row(kind: str, vectors: Vectors, queries: Vectors, exact: list[set[int]], state: Path) -> Row:
+    from llama_stack.providers.memory.faiss.store import FaissVectorStore
+
+    folder = state / f"faiss-{kind}-{len(vectors)}"
+    folder.mkdir()
+    store = FaissVectorStore(folder, VectorIndexConfig.model_validate({"kind": kind}))
+
+    def index_size() -> float:
+        import faiss
+
+        rows = store.banks[BANK].rows  # vectors and graph or lists, plus 9 bytes per row of ids and liveness
+        return float(faiss.serialize_index(rows.index).nbytes + 9 * len(rows.ids))
+
+    try:
+        return await measure(f"faiss {kind}", store, vectors, queries, exact, index_size)
+    finally:
+        await store.drop_bank(BANK)
+        await store.close()
+
+
+async def pgvector_row(kind: str, vectors: Vectors, queries: Vectors, exact: list[set[int]], dsn: str) -> Row:
+    """`auto` with its threshold at the bank's size: filled by COPY, then CREATE INDEX ... USING hnsw
+    once (inside the timed build), which is how a bulk-loaded auto bank gets its graph; inserting
+    into an existing HNSW index goes one graph insert at a time, minutes per 10k rows here."""
+    import psycopg
+
+    from llama_stack.providers.memory.pgvector.store import PgVectorStore
+
+    settings = VectorIndexConfig.model_validate({"kind": kind, "auto_threshold": len(vectors)})
+    store = await PgVectorStore.open(dsn, f"scale{kind}{time.time_ns() % 10**9}", True, 2, index=settings)
+    table_name = ""
+
+    def table_size() -> float:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT pg_total_relation_size(%s)", (table_name,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    try:
+        store.choose_index(BANK, settings)
+        await store.open_bank(BANK, DIMENSION)
+        table_name = store.tables[BANK].as_string(None)
+        label = "pgvector hnsw (auto)" if kind == "auto" else f"pgvector {kind}"
+        row = await measure(label, store, vectors, queries, exact, table_size)
+        row.rss_bytes = None  # Postgres holds the data in its own processes
+        return row
+    finally:
+        await store.drop_bank(BANK)
+        await store.close()
+
+
+async def qdrant_row(vectors: Vectors, queries: Vectors, exact: list[set[int]], state: Path) -> Row:
+    from llama_stack.providers.memory.qdrant.store import QdrantStore
+
+    folder = state / "qdrant"
+    store = await QdrantStore.connect("scale", str(folder), None, None)
+    try:
+        store.choose_index(BANK, VectorIndexConfig(kind="hnsw"))
+        return await measure("qdrant local (scans)", store, vectors, queries, exact, lambda: folder_bytes(folder))
+    finally:
+        await store.drop_bank(BANK)
+        await store.close()
+
+
+def embedding_rate(sample_chunks: int) -> float:
+    """Chunks/s that raw MiniLM embeds real chunk text at (after a warm-up), in this run."""
+    model = load_raw_model()
+    texts: list[str] = []
+    for text in synthetic_documents(max(4, sample_chunks // 3), 400):
+        texts += [piece.text for piece in chunk_text(text, CHUNK, OVERLAP)]
+    texts = texts[:sample_chunks]
+    raw_encode(model, texts[:64])
+    started = time.perf_counter()
+    raw_encode(model, texts)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def render(rows: list[Row], embed_rate: float) -> str:
+    def share(row: Row) -> str:
+        # embedding then storing each chunk: 1 / (1/embed + 1/insert), as a share of embedding alone
+        return f"{row.insert_rate / (row.insert_rate + embed_rate):.3f}"
+
+    return table(
+        ["backend / index", "chunks", "build s", "insert/s", "vs embed", "p50 ms", "p99 ms", "recall@10",
+         "index B/chunk", "RSS B/chunk"],
+        [
+            [r.label, f"{r.size:,}", f"{r.build_s:.1f}", f"{r.insert_rate:,.0f}", share(r), f"{r.p50_ms:.2f}",
+             f"{r.p99_ms:.2f}", f"{r.recall:.3f}", f"{r.index_bytes:,.0f}",
+             "-" if r.rss_bytes is None else f"{r.rss_bytes:,.0f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+def with_work_mem(dsn: str) -> str:
+    """The DSN with a session maintenance_work_mem that holds a 100k-row graph while it is built."""
+    return dsn + ("&" if "?" in dsn else "?") + "options=-c%20maintenance_work_mem%3D1GB"
+
+
+async def main(args: argparse.Namespace) -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(args.faiss_threads)
+    embed_rate = embedding_rate(args.embed_sample) if args.embed_sample else float("inf")
+    print(f"raw all-MiniLM-L6-v2 embedding: {embed_rate:,.0f} chunks/s ({args.embed_sample} chunks, batch 32)")
+    print(f"command: python -m benchmarks.bench_memory_scale {' '.join(sys.argv[1:])}", flush=True)
+    synthetic = Synthetic()
+    queries = synthetic.draw(args.queries, seed=1)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as folder:
+        state = Path(folder)
+        if args.size:
+            vectors = synthetic.bank(args.size)
+            exact = exact_top(vectors, queries)
+            for kind in args.faiss_kinds:
+                rows.append(await faiss_row(kind, vectors, queries, exact, state))
+                print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+            if "pgvector" in args.backends:
+                with postgres(args.pg_dsn) as dsn:
+                    for kind in args.pg_kinds:
+                        rows.append(await pgvector_row(kind, vectors, queries, exact, with_work_mem(dsn)))
+                        print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+            if "qdrant" in args.backends:
+                few = vectors[: args.qdrant_size]
+                rows.append(await qdrant_row(few, queries, exact_top(few, queries), state))
+                print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+            del vectors
+        if args.million:
+            vectors = synthetic.bank(args.million)
+            exact = exact_top(vectors, queries)
+            for kind in args.million_kinds:
+                rows.append(await faiss_row(kind, vectors, queries, exact, state))
+                print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+    print()
+    print(render(rows, embed_rate))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=100_000, help="chunks per bank for every backend (0: skip)")
+    parser.add_argument("--million", type=int, default=1_000_000, help="chunks of the large FAISS banks (0: skip)")
+    parser.add_argument("--queries", type=int, default=200, help="searches per bank")
+    parser.add_argument("--embed-sample", type=int, default=1000, help="chunks embedded to time MiniLM (0: skip)")
+    parser.add_argument("--backends", nargs="*", default=["pgvector", "qdrant"], choices=["pgvector", "qdrant"])
+    parser.add_argument("--faiss-kinds", nargs="*", default=["exact", "hnsw", "ivf"], help="FAISS kinds at --size")
+    parser.add_argument(
+        "--qdrant-size", type=int, default=10_000, help="chunks of the Qdrant bank (local mode upserts ~100/s here)"
+    )
+    parser.add_argument("--pg-kinds", nargs="*", default=["exact", "auto"], help="pgvector kinds at --size")
+    parser.add_argument(
+        "--million-kinds",
+        nargs="*",
+        default=["exact", "ivf"],
+        help="FAISS kinds at --million (hnsw: ~20 min to build here)",
+    )
+    parser.add_argument(
+        "--faiss-threads", type=int, default=1, help="FAISS OpenMP threads (on 2 shared cores, 1 is fastest)"
+    )
+    parser.add_argument("--pg-dsn", default=None, help="use this Postgres (with pgvector) instead of pgserver")
+    asyncio.run(main(parser.parse_args()))
