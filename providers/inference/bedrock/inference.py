@@ -42,7 +42,7 @@ from llama_stack.apis.models import Model
 from llama_stack.models.images import has_remote_image, inline_images
 
 from ..remote_common import vendor_model_name
-from .config import BedrockConfig
+from .config import BedrockClientConfig, BedrockConfig
 from .convert import (
     PROVIDER,
     ConverseStream,
@@ -69,7 +69,7 @@ CREDENTIALS_HINT = (
 )
 
 
-def make_client(config: BedrockConfig) -> Any:
+def make_client(config: BedrockClientConfig) -> Any:
     session = boto3.Session(
         profile_name=config.profile_name,
         region_name=config.region_name,

@@ -8,13 +8,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from llama_stack.apis.common import CompletionMessage, JsonValue, Message, SafetyViolation, content_text
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.safety import RunShieldRequest, RunShieldResponse
 from llama_stack.apis.shields import Shield
-from llama_stack.providers.inference.bedrock.config import BedrockConfig
 from llama_stack.providers.inference.bedrock.inference import make_client, translate
 
 from .config import BedrockSafetyConfig
@@ -104,7 +101,7 @@ class BedrockGuardrails:
 
     def __init__(self, config: BedrockSafetyConfig, client: Any | None = None) -> None:
         self.config = config
-        self.client = client if client is not None else make_client(_client_config(config))
+        self.client = client if client is not None else make_client(config)
         self.where = f"Bedrock Guardrails at {self.client.meta.endpoint_url}"
         self.guardrails: dict[str, Guardrail] = {}  # provider_resource_id -> its guardrail
 
@@ -141,11 +138,3 @@ class BedrockGuardrails:
 
     async def shutdown(self) -> None:
         return None
-
-
-def _client_config(config: BedrockSafetyConfig) -> BedrockConfig:
-    """The inference provider's client settings, so both build their boto3 client one way."""
-    try:
-        return BedrockConfig.model_validate(config.model_dump(exclude={"guardrail_version"}))
-    except ValidationError as e:  # the fields are the same; this would be a bug, said plainly
-        raise ValueError(f"remote::bedrock safety config: {e}") from e
