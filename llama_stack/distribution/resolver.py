@@ -65,6 +65,16 @@ class Stack:
     operations: Operations
     routers: ApiRouters = field(default_factory=ApiRouters)
     faces: ApiRouters = field(default_factory=ApiRouters)
+    # Providers behind gates whose background start has not been launched yet (start_background).
+    unstarted: list[tuple[ResolvedProvider, int, BaseModel, Deps]] = field(default_factory=list)
+
+    def start_background(self) -> None:
+        """Launch the background starts on the running loop (build_stack does, unless told to wait)."""
+        for provider, index, provider_config, deps in self.unstarted:
+            provider.startup.task = asyncio.create_task(
+                _start_in_background(self, provider, index, provider_config, deps)
+            )
+        self.unstarted = []
 
     def health(self) -> HealthReport:
         states = [provider.startup.health() for provider in self.providers]
@@ -296,9 +306,11 @@ async def _register_configured(stack: Stack) -> None:
                 raise ConfigError(f"{section}[{index}]: {e.message}") from e
 
 
-async def build_stack(config: RunConfig, background: bool = False) -> Stack:
+async def build_stack(config: RunConfig, background: bool = False, launch: bool = True) -> Stack:
     """The stack, ready to serve. With `background`, the providers are still starting when it
-    returns (on the running loop; Stack.health says how each stands)."""
+    returns (on the running loop; Stack.health says how each stands); with `launch=False` too,
+    they start only when the caller calls Stack.start_background (the server does once its port
+    is bound, so the heavy imports do not compete with its own start)."""
     specs = _specs(config)
     order = _api_order(specs)
     try:
@@ -324,7 +336,6 @@ async def build_stack(config: RunConfig, background: bool = False) -> Stack:
         (Api.memory_banks, stack.memory_banks),
     ):
         stack.routers.set(api, registry)
-    launches: list[tuple[ResolvedProvider, int, BaseModel, Deps]] = []
     try:
         for api in order:
             impls: dict[str, Any] = {}
@@ -339,7 +350,7 @@ async def build_stack(config: RunConfig, background: bool = False) -> Stack:
                     startup.succeed(impl)
                 provider = ResolvedProvider(api, pid, spec, impl, startup)
                 if not startup.impl:
-                    launches.append((provider, index, provider_config, deps))
+                    stack.unstarted.append((provider, index, provider_config, deps))
                 impls[pid] = impl
                 stack.providers.append(provider)
             stack.routers.set(api, _build_router(api, stack, impls, outbound))
@@ -351,8 +362,8 @@ async def build_stack(config: RunConfig, background: bool = False) -> Stack:
         await stack.shutdown()
         raise
     # Gates took the resources registered above; from here on a registration waits for its provider.
-    for provider, index, provider_config, deps in launches:
+    for provider, *_ in stack.unstarted:
         provider.startup.deferring = False
-        task = asyncio.create_task(_start_in_background(stack, provider, index, provider_config, deps))
-        provider.startup.task = task
+    if launch:
+        stack.start_background()
     return stack

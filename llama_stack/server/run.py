@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from llama_stack.distribution.resolver import build_stack
+from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import ConfigError, RunConfig
 from llama_stack.server.app import create_app
 
@@ -50,6 +50,19 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+class StackServer(GracefulServer):
+    """Starts the stack's providers in the background once the port is bound: until then the
+    heavy imports of their start would only slow the server's own start down."""
+
+    def __init__(self, config: uvicorn.Config, stack: Stack) -> None:
+        super().__init__(config)
+        self.stack = stack
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.stack.start_background()
+
+
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Runs the server on uvloop (uvicorn[standard] brings it on Linux and macOS): the request path
     costs markedly less CPU on it than on asyncio's own loop; elsewhere asyncio's loop serves."""
@@ -67,7 +80,7 @@ async def serve(
     started = time.perf_counter()
     # In the background, providers load their models while the server already answers (requests
     # for them wait); a bad config still fails here, before the port is bound.
-    stack = await build_stack(config, background=background_start())
+    stack = await build_stack(config, background=background_start(), launch=False)
     app = create_app(stack)
     server_config = uvicorn.Config(
         app,
@@ -79,7 +92,7 @@ async def serve(
         timeout_keep_alive=int(config.server.keep_alive_s),
         lifespan="on",
     )
-    server = GracefulServer(server_config)
+    server = StackServer(server_config, stack)
     log.info("stack '%s' built in %.2fs", config.image_name, time.perf_counter() - started)
     await server.serve(sockets=[sock] if sock is not None else None)
 
