@@ -222,7 +222,8 @@ class SearchRequest(WireModel):
     max_num_results: int = Field(default=10, ge=1, le=50)
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
-    search_mode: SearchMode = "vector"
+    # None: the bank's default (hybrid on every vector backend, see providers/memory/common/engine.py).
+    search_mode: SearchMode | None = None
 
 
 class ListRequest(WireModel):

@@ -7,7 +7,8 @@ so a failed insert leaves the bank as it was.
 
 Keyword search over a vector bank uses a BM25 index built from the bank's chunks on the first
 keyword or hybrid query, kept up to date by this process's writes and rebuilt when another
-process sharing the store wrote to the bank (keyword_indexes.py).
+process sharing the store wrote to the bank (keyword_indexes.py). A query that names no mode is
+answered in hybrid mode, which ranks best across every kind of question we measured.
 """
 
 from __future__ import annotations
@@ -39,12 +40,18 @@ from .config import IngestionConfig
 from .documents import document_text
 from .keyword_indexes import KeywordIndexes
 from .kv_banks import KVBanks
-from .query import MAX_CHUNKS_LIMIT, QueryParams, apply_threshold, parse_query_params, reciprocal_rank_fusion
+from .query import MAX_CHUNKS_LIMIT, QueryParams, SearchMode, apply_threshold, parse_query_params, weighted_fusion
 from .types import ScoredChunk, StoredChunk, Vectors, VectorStore, normalise
 
 log = logging.getLogger(__name__)
 
 HYBRID_CANDIDATES = 50
+# Hybrid scores are HYBRID_VECTOR_WEIGHT * cosine + the rest * the share of the query's BM25 weight
+# matched (query.weighted_fusion). Chosen on benchmarks/data/retrieval_hard.json (see
+# benchmarks/bench_retrieval_quality.py): hybrid is the mode no kind of question falls below 0.8 in,
+# so a query that names no mode gets it.
+HYBRID_VECTOR_WEIGHT = 0.6
+DEFAULT_VECTOR_BANK_MODE: SearchMode = "hybrid"
 
 
 class MemoryEngine:
@@ -222,7 +229,7 @@ class MemoryEngine:
             return await self.kv.keyword_search(bank_id, text, k, filters)
         if not isinstance(bank, VectorMemoryBank):
             raise NotImplementedYet(f"{bank.memory_bank_type} memory banks are not supported by this provider")
-        mode = params.mode or "vector"
+        mode = params.mode or DEFAULT_VECTOR_BANK_MODE
         if mode == "keyword":
             return (await self._vector_keyword_index(bank_id)).search(text, k, filters)
         query_vector = await self._embed(bank, [text])
@@ -230,8 +237,9 @@ class MemoryEngine:
             return await self.vectors.search(bank_id, query_vector, k, filters)
         depth = min(MAX_CHUNKS_LIMIT, max(k * 5, HYBRID_CANDIDATES))
         by_vector = await self.vectors.search(bank_id, query_vector, depth, filters)
-        by_keyword = (await self._vector_keyword_index(bank_id)).search(text, depth, filters)
-        return reciprocal_rank_fusion([by_vector, by_keyword])
+        index = await self._vector_keyword_index(bank_id)
+        by_keyword = index.search(text, depth, filters)
+        return weighted_fusion(by_vector, by_keyword, index.ceiling(text), HYBRID_VECTOR_WEIGHT)
 
     async def _vector_keyword_index(self, bank_id: str) -> BM25Index:
         return await self.vector_keyword.current(

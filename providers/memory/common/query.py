@@ -1,11 +1,12 @@
-"""Query parameters (`params` of /memory/query) and reciprocal rank fusion.
+"""Query parameters (`params` of /memory/query) and how hybrid search fuses its two rankings.
 
 params:
   max_chunks (alias top_k)  how many chunks to return (default 3, as Llama Stack)
   score_threshold           drop chunks scoring below it (the score of the mode: cosine
-                            similarity, BM25, or the fused reciprocal-rank score)
+                            similarity, BM25, or the fused hybrid score)
   filters                   {key: scalar}: only chunks whose document metadata has key == scalar
-  mode                      "vector" | "keyword" | "hybrid" (vector + BM25 fused by reciprocal rank)
+  mode                      "vector" | "keyword" | "hybrid" (cosine and normalised BM25, weighted);
+                            unset: the bank's default (hybrid for vector banks, see engine.py)
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def parse_query_params(params: dict[str, Any]) -> QueryParams:
 
 
 def reciprocal_rank_fusion(rankings: list[list[ScoredChunk]], k: int = RRF_K) -> list[ScoredChunk]:
-    """Fuse ranked lists: each chunk scores the sum of 1 / (k + rank) over the lists it is in."""
+    """Fuse ranked lists: each chunk scores the sum of 1 / (k + rank) over the lists it is in.
+    The hybrid fusion before weighted_fusion; benchmarks/bench_retrieval_quality.py compares them."""
     scores: dict[tuple[str, int], float] = {}
     chunks: dict[tuple[str, int], StoredChunk] = {}
     for ranking in rankings:
@@ -61,6 +63,33 @@ def reciprocal_rank_fusion(rankings: list[list[ScoredChunk]], k: int = RRF_K) ->
             key = scored.chunk.key
             scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
             chunks[key] = scored.chunk
+    ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    return [ScoredChunk(chunks[key], score) for key, score in ordered]
+
+
+def weighted_fusion(
+    by_vector: list[ScoredChunk], by_keyword: list[ScoredChunk], keyword_ceiling: float, vector_weight: float
+) -> list[ScoredChunk]:
+    """Fuse by score, not rank: vector_weight * cosine + (1 - vector_weight) * BM25 / keyword_ceiling.
+
+    Ranks throw away how sure each side is: with reciprocal rank fusion the first keyword hit of a
+    query whose words are all common counts as much as an exact match of a rare error code. Here
+    the BM25 score is divided by `keyword_ceiling`, the score a chunk would get holding every query
+    term the bank knows (BM25Index.ceiling), so it says what share of the query's weight a chunk
+    matched, in [0, 1] like the cosine similarity. A chunk absent from one list is given that list's
+    lowest score, the most it could have had there.
+    """
+    vector_floor = by_vector[-1].score if by_vector else 0.0
+    keyword_floor = by_keyword[-1].score if by_keyword else 0.0
+    cosine = {scored.chunk.key: scored.score for scored in by_vector}
+    bm25 = {scored.chunk.key: scored.score for scored in by_keyword}
+    chunks = {scored.chunk.key: scored.chunk for scored in [*by_vector, *by_keyword]}
+    scale = 1.0 / keyword_ceiling if keyword_ceiling > 0 else 0.0
+    scores = {
+        key: vector_weight * cosine.get(key, vector_floor)
+        + (1 - vector_weight) * min(1.0, bm25.get(key, keyword_floor) * scale)
+        for key in chunks
+    }
     ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
     return [ScoredChunk(chunks[key], score) for key, score in ordered]
 
