@@ -30,6 +30,7 @@ from llama_stack.distribution.spec import ConfigError, RunConfig, validate_secti
 from llama_stack.distribution.startup import (
     HealthReport,
     ProviderStartup,
+    Readiness,
     StartingAgents,
     StartingInference,
     StartingMemory,
@@ -78,7 +79,7 @@ class Stack:
 
     def health(self) -> HealthReport:
         states = [provider.startup.health() for provider in self.providers]
-        return HealthReport(ready=all(state.status == "ready" for state in states), providers=states)
+        return HealthReport(ready=all(state.status == Readiness.ready for state in states), providers=states)
 
     async def wait_started(self) -> None:
         """Wait for every background start to end, ready or failed (health says which)."""
@@ -241,6 +242,9 @@ async def _start_in_background(
         await asyncio.to_thread(provider.spec.import_required)
         impl = await _start_provider(provider.api, index, provider.spec, provider_config, deps)
         await startup.hand_over_pending(impl)
+        _install(stack, provider, impl)
+        startup.succeed(impl)
+        log.info("provider %s ready in %.2fs", provider.provider_id, time.perf_counter() - started)
     except Exception as e:  # recorded for health and for every request to it, never lost in a task
         message = e.message if isinstance(e, StackError) else str(e) or type(e).__name__
         if not isinstance(e, ConfigError):
@@ -248,13 +252,9 @@ async def _start_in_background(
         log.error("provider %s failed to start: %s", provider.provider_id, message)
         startup.fail(message)
         await _shutdown_quietly(impl)
-        return
     finally:
-        if startup.status == "starting" and impl is None:  # cancelled: the server is stopping
+        if startup.status == Readiness.starting:  # cancelled: the server is stopping
             startup.fail("the server stopped before this provider started")
-    _install(stack, provider, impl)
-    startup.succeed(impl)
-    log.info("provider %s ready in %.2fs", provider.provider_id, time.perf_counter() - started)
 
 
 async def _shutdown_quietly(impl: Any) -> None:
