@@ -37,7 +37,7 @@ class VectorIndexConfig(BaseModel):
     auto_threshold: int = Field(default=20_000, gt=0, description="chunks past which an `auto` bank goes approximate")
     hnsw_m: int = Field(default=32, ge=4, le=128, description="HNSW links per node (memory grows with it)")
     hnsw_ef_construction: int = Field(default=64, ge=8, description="HNSW candidates kept while inserting")
-    hnsw_ef_search: int = Field(default=64, ge=8, description="HNSW candidates kept per query (raised to k)")
+    hnsw_ef_search: int = Field(default=128, ge=8, description="HNSW candidates kept per query (raised to k)")
     ivf_lists: int = Field(
         default=0, ge=0, description="IVF clusters; 0: about 2 x sqrt(chunks), retrained as the bank grows"
     )
