@@ -105,7 +105,7 @@ class Stack:
     def container(self, service: str) -> str:
         return f"{PROJECT}_{service}_1"  # podman-compose 1.0's naming
 
-    def wait_healthy(self, service: str, since: float, timeout: float = 600) -> float:
+    def wait_healthy(self, service: str, since: float, timeout: float = 240) -> float:
         """Seconds from `since` until the service's own compose health check first passed."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -135,7 +135,7 @@ def stack(
     env_file = (STACK / ".env.example").read_text()
     for secret in ("POSTGRES_PASSWORD", "REDIS_PASSWORD"):
         env_file = env_file.replace(f"{secret}=change-me", f"{secret}={secrets.token_hex(12)}")
-    assert "change-me" not in env_file
+    assert "=change-me" not in env_file
     (folder / ".env").write_text(env_file)
     port_a, port_b = free_port(), free_port()
     env = {
