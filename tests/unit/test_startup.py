@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llama_stack.distribution.provider import Api, Deps, ProviderSpec
+from llama_stack.distribution.provider import Api, Deps, ProviderSpec, lazy_imports
 from llama_stack.distribution.registry import install_provider
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import ConfigError, parse_run_config
@@ -98,7 +98,9 @@ def statuses(health: dict[str, Any]) -> dict[str, str]:
 
 
 async def test_health_reports_each_provider_while_one_loads(served: Served) -> None:
-    await asyncio.sleep(0.05)  # the quick provider's start is a few loop turns
+    quick = next(p.startup.task for p in served.stack.providers if p.provider_id == "quick")
+    assert quick is not None
+    await quick
     loading = (await served.http.get("/alpha/health")).json()
     assert loading["status"] == "OK" and loading["ready"] is False
     assert statuses(loading) == {"quick": "ready", "slow": "starting"}
@@ -130,9 +132,12 @@ async def test_a_request_sent_while_its_provider_loads_waits_then_answers(served
     assert answered.json()["completion_message"]["content"] == "S hello"
     streamed = await asyncio.wait_for(stream, timeout=10)
     assert streamed.status_code == 200 and "data: " in streamed.text
-    # The model registered from the run config reached the provider once it started.
+    # The model registered from the run config reached the provider once it started, and requests
+    # now reach the provider itself: no gate is left on their path.
     slow: Any = served.stack.models.providers["slow"]
-    assert slow.registered == ["big-model"]
+    assert isinstance(slow, ScriptedInference) and slow.registered == ["big-model"]
+    router: Any = served.stack.routers[Api.inference]
+    assert router.providers["slow"] is slow
 
 
 async def test_a_registration_while_its_provider_loads_waits_for_it(served: Served) -> None:
@@ -183,3 +188,9 @@ async def test_an_eager_start_still_fails_before_serving(tmp_path: Path) -> None
     config = run_config(tmp_path, {"hold": "eager", "fail_with": "weights are corrupt"})
     with pytest.raises(ConfigError, match=r"providers\.inference\[1\] \(test::held\): failed to start: weights"):
         await build_stack(parse_run_config(config, env={}))
+
+
+def test_a_background_start_imports_what_the_factory_imports_lazily() -> None:
+    import llama_stack.providers.inference.sentence_transformers as package
+
+    assert lazy_imports(package.__name__) == ["llama_stack.providers.inference.sentence_transformers.embeddings"]
