@@ -157,7 +157,7 @@ def main() -> None:
             row += [median([s.healthy_s for s in starts]), median([s.cpu_s for s in starts])]
             row.append(median([s.answer_s for s in starts]))
         rows.append(row)
-        print(f"{dist.name}: done", file=sys.stderr, flush=True)
+        print("  ".join(row), file=sys.stderr, flush=True)  # each row as it comes: a full run is long
     headers = ["distribution"]
     for mode in modes:
         headers += [f"healthy s, {mode}", f"CPU s, {mode}", f"first answer s, {mode}"]
