@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the container engine of the container test tier (tests/deploy/test_images.py and
-# test_compose_run.py): podman with runc, podman-compose, and mmdebstrap to build a Debian base
-# image where no registry can be reached. It changes nothing outside apt: the engine's settings are
+# Installs the container engine of the container test tiers (tests/deploy/test_images.py and
+# test_compose_stack.py): podman with runc, podman-compose, and mmdebstrap to build the Debian base
+# and services images where no registry can be reached. It changes nothing outside apt: the engine's settings are
 # the project's own deploy/podman/containers.conf, which the tests pass through CONTAINERS_CONF.
 # Where the packages cannot be installed it says so and succeeds: that tier then skips, naming why.
 set -uo pipefail
