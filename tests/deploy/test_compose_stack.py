@@ -116,12 +116,13 @@ class Stack:
         raise AssertionError(f"{service} never became healthy:\n{(logs.stdout + logs.stderr)[-4000:]}")
 
     def remove(self) -> None:
-        """Containers, the project's network and its volumes (podman-compose 1.0's `down -v`
-        leaves volumes)."""
+        """Containers, volumes and the project's network: podman-compose 1.0's `down` leaves the
+        last two."""
         self.compose("down", "-t", "0", check=False)
         volumes = self.podman("volume", "ls", "-q", "--filter", f"name={PROJECT}_", check=False).stdout.split()
         if volumes:
             self.podman("volume", "rm", "-f", *volumes, check=False)
+        self.podman("network", "rm", "-f", f"{PROJECT}_default", check=False)
 
 
 @pytest.fixture(scope="module")
