@@ -2,13 +2,12 @@
 (build.yaml), the commands that build and run it, and its environment variables (the README's
 table, which tests/deploy/test_distributions.py keeps equal to what the run.yaml reads).
 
-    python scripts/gen_distribution_docs.py           # rewrite docs/distributions.md
-    python scripts/gen_distribution_docs.py --check   # exit 1 if it is out of date
+    python -m scripts.gen_distribution_docs         # rewrite docs/distributions.md
+    python -m scripts.gen_distribution_docs --check # exit 1 if it is out of date
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from llama_stack.distribution.spec import ENV_REFERENCE, load_run_config, parse_yaml_file
 from llama_stack.distribution.templates import Template, list_templates
+from scripts.generated_docs import write_or_check
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "distributions.md"
 ENV_HEADING = "## Environment"
@@ -167,18 +167,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/distributions.md is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not DOC.is_file() or DOC.read_text() != text:
-            print(f"{DOC} is out of date: run python scripts/gen_distribution_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
-    return 0
+    return write_or_check(DOC, render, __spec__.name if __spec__ else __name__, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 one section per provider with its type, API, what to install, what it depends on, and every
 config field with its type, default and description, read from the pydantic config class.
 
-    python scripts/gen_provider_docs.py           # rewrite docs/providers.md
-    python scripts/gen_provider_docs.py --check   # exit 1 if it is out of date
+    python -m scripts.gen_provider_docs         # rewrite docs/providers.md
+    python -m scripts.gen_provider_docs --check # exit 1 if it is out of date
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ from pydantic_core import PydanticUndefined
 from llama_stack.distribution.provider import PROVIDER_APIS, ProviderSpec
 from llama_stack.distribution.registry import ENTRY_POINT_GROUP
 from llama_stack.distribution.store.api import PostgresKVStoreConfig, RedisKVStoreConfig, SqliteKVStoreConfig
+from scripts.generated_docs import write_or_check
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "providers.md"
 PACKAGE = "llamastack-lite"
@@ -206,18 +206,7 @@ def anchor(provider_type: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/providers.md is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not DOC.is_file() or DOC.read_text() != text:
-            print(f"{DOC} is out of date: run python scripts/gen_provider_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
-    return 0
+    return write_or_check(DOC, render, __spec__.name if __spec__ else __name__, __doc__, argv)
 
 
 if __name__ == "__main__":

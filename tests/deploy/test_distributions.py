@@ -107,7 +107,7 @@ def test_list_distributions_verbose_shows_every_env_var_of_every_distribution() 
 
 
 def test_the_distributions_page_is_generated_from_the_current_files() -> None:
-    assert DOC.read_text() == render(), "docs/distributions.md is stale: run python scripts/gen_distribution_docs.py"
+    assert DOC.read_text() == render(), "docs/distributions.md is stale: run python -m scripts.gen_distribution_docs"
     for name in DISTRIBUTIONS:
         assert f"## {name}\n" in DOC.read_text()
 

@@ -187,14 +187,14 @@ def test_example_against_the_demo_server(block: Block, demo_server: str, monkeyp
 
 def test_providers_page_is_generated_from_the_provider_specs() -> None:
     assert (DOCS / "providers.md").read_text() == gen_provider_docs.render(), (
-        "docs/providers.md is stale: run python scripts/gen_provider_docs.py"
+        "docs/providers.md is stale: run python -m scripts.gen_provider_docs"
     )
 
 
 def test_the_generators_check_mode_agrees() -> None:
-    for script in ("gen_provider_docs.py", "gen_distribution_docs.py"):
+    for module in ("scripts.gen_provider_docs", "scripts.gen_distribution_docs"):
         completed = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / script), "--check"], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", module, "--check"], capture_output=True, text=True, timeout=60, cwd=ROOT
         )
         assert completed.returncode == 0, completed.stderr
     assert gen_distribution_docs.DOC == DOCS / "distributions.md"
