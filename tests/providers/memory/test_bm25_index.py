@@ -35,7 +35,7 @@ def test_the_inverted_index_scores_exactly_as_the_python_reference(
     monkeypatch.setattr(bm25, "MIN_DEAD_TO_COMPACT", compact_after)
     rng = random.Random(7)
     fast, reference = BM25Index(), PythonBM25Index()
-    for step in range(1500):
+    for step in range(800):
         documents, chunks = random_write(rng)
         fast.replace_documents(documents, chunks)
         reference.replace_documents(documents, chunks)
