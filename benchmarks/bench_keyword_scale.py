@@ -1,6 +1,6 @@
 """Keyword and hybrid search at scale, in one run:
 
-1. through the memory engine (inline::faiss vectors + the SQLite kvstore, as a server runs it),
+1. through the memory engine (inline::faiss with its default `auto` index + the SQLite kvstore),
    query latency p50/p99 of mode "vector", "keyword" and "hybrid" over the same bank, k = 5. The
    query embedding is a stand-in that returns a random unit vector at no cost, so every mode is
    timed without the embedding model (the same for all three); keyword and hybrid include the
@@ -202,7 +202,7 @@ def main() -> None:
     words = vocabulary(rng)
     queries = make_queries(rng, words, args.queries)
     print(f"k={K}, {args.queries} queries of 2-5 Zipf words, {WORDS_PER_CHUNK}-word chunks, vocabulary {VOCABULARY}")
-    print("\n1. through the engine (inline::faiss exact vectors, SQLite kvstore), ms")
+    print("\n1. through the engine (inline::faiss, default index: exact below 20k chunks, approximate past), ms")
     columns = ("vector p50", "keyword p50", "keyword p99", "hybrid p50", "hybrid p99")
     print(f"{'chunks':>9}" + "".join(f"{column:>12}" for column in columns))
     rows_2: list[str] = []
