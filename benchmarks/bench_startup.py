@@ -7,7 +7,8 @@ The remote distributions run against fake backends in their own processes (the t
 OpenAI-compatible server, for vLLM, TGI, Together, Fireworks and Databricks; its fake Ollama);
 Bedrock has no fake server, so it is timed to healthy only, with its endpoint on a closed port.
 The demo runs once first, unmeasured, so its models are cached on disk as a user's second start
-finds them. Each start gets fresh state (a new SQLITE_STORE_DIR); figures are medians.
+finds them; its CodeShield needs semgrep-core (SEMGREP_CORE_PATH, as scripts/demo.sh sets it), or
+its eager start fails. Each start gets fresh state (a new SQLITE_STORE_DIR); figures are medians.
 
     python -m benchmarks.bench_startup [--runs 3] [--only vllm,demo] [--no-baseline]
 """
