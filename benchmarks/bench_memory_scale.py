@@ -217,6 +217,8 @@ def embedding_rate(sample_chunks: int) -> float:
 def render(rows: list[Row], embed_rate: float) -> str:
     def share(row: Row) -> str:
         # embedding then storing each chunk: 1 / (1/embed + 1/insert), as a share of embedding alone
+        if embed_rate == float("inf"):
+            return "-"  # --embed-sample 0: not measured
         return f"{row.insert_rate / (row.insert_rate + embed_rate):.3f}"
 
     return table(
