@@ -10,15 +10,15 @@ from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpe
 from .config import ChromaMemoryConfig
 
 if TYPE_CHECKING:
-    from ..common.indexed_engine import IndexedMemoryEngine
+    from ..common.engine import MemoryEngine
 
 
-async def get_provider_impl(config: ChromaMemoryConfig, deps: Deps) -> IndexedMemoryEngine:
-    from ..common.indexed_engine import IndexedMemoryEngine
+async def get_provider_impl(config: ChromaMemoryConfig, deps: Deps) -> MemoryEngine:
+    from ..common.engine import MemoryEngine
     from .store import ChromaStore
 
     store = await ChromaStore.connect(config.url, config.collection_prefix)
-    return IndexedMemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
 
 
 provider_spec: MemorySpec[ChromaMemoryConfig] = ProviderSpec(

@@ -36,7 +36,7 @@ from llama_stack.distribution.store.api import KVStore
 
 from .bm25 import BM25Index
 from .chunking import check_chunking, chunk_text, count_tokens
-from .config import IngestionConfig
+from .config import MemoryProviderConfig
 from .documents import document_text
 from .keyword_indexes import KeywordIndexes
 from .kv_banks import KVBanks
@@ -58,14 +58,15 @@ class MemoryEngine:
     """Implements Memory and MemoryBankOwner. Banks are keyed by their provider_resource_id."""
 
     def __init__(
-        self, vectors: VectorStore, kv: KVStore, inference: Any, config: IngestionConfig, outbound: OutboundPolicy
+        self, vectors: VectorStore, kv: KVStore, inference: Any, config: MemoryProviderConfig, outbound: OutboundPolicy
     ) -> None:
         self.vectors = vectors
         self.outbound = outbound
         self.kv_store = kv
         self.kv = KVBanks(kv)
         self.inference = inference
-        self.config = config
+        self.config = config.ingestion
+        self.index = config.index  # the provider's default index; a bank may choose its own
         self.banks: dict[str, MemoryBank] = {}
         self.aliases: dict[str, str] = {}  # identifier -> provider_resource_id
         self.write_locks: dict[str, asyncio.Lock] = {}
@@ -77,6 +78,8 @@ class MemoryEngine:
         bank_id = bank.provider_resource_id
         if isinstance(bank, VectorMemoryBank):
             check_chunking(bank.chunk_size_in_tokens, bank.overlap_size_in_tokens or 0)
+            # The index kind first: one the backend lacks is a 400 before anything is created.
+            self.vectors.choose_index(bank_id, self.index.for_bank(bank.index))
             dimension = bank.embedding_dimension or len((await self._embed(bank, ["dimension probe"]))[0])
             await self.vectors.open_bank(bank_id, dimension)
             bank = bank.model_copy(update={"embedding_dimension": dimension})

@@ -12,7 +12,7 @@ from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpe
 from .config import FaissMemoryConfig
 
 if TYPE_CHECKING:
-    from ..common.indexed_engine import IndexedMemoryEngine
+    from ..common.engine import MemoryEngine
 
 
 def _prepare(folder: str) -> Path:
@@ -21,12 +21,12 @@ def _prepare(folder: str) -> Path:
     return path
 
 
-async def get_provider_impl(config: FaissMemoryConfig, deps: Deps) -> IndexedMemoryEngine:
-    from ..common.indexed_engine import IndexedMemoryEngine
+async def get_provider_impl(config: FaissMemoryConfig, deps: Deps) -> MemoryEngine:
+    from ..common.engine import MemoryEngine
     from .store import FaissVectorStore
 
     persist_dir = await asyncio.to_thread(_prepare, config.persist_dir)
-    return IndexedMemoryEngine(
+    return MemoryEngine(
         FaissVectorStore(persist_dir, config.index), deps.kvstore, deps[Api.inference], config, deps.outbound
     )
 

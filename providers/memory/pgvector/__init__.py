@@ -11,17 +11,17 @@ from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpe
 from .config import PgVectorMemoryConfig
 
 if TYPE_CHECKING:
-    from ..common.indexed_engine import IndexedMemoryEngine
+    from ..common.engine import MemoryEngine
 
 
-async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> IndexedMemoryEngine:
-    from ..common.indexed_engine import IndexedMemoryEngine
+async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> MemoryEngine:
+    from ..common.engine import MemoryEngine
     from .store import PgVectorStore
 
     store = await PgVectorStore.open(
         config.dsn, config.table_prefix, config.hnsw, config.pool_max_size, config.connection_wait_s, config.index
     )
-    return IndexedMemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
 
 
 provider_spec: MemorySpec[PgVectorMemoryConfig] = ProviderSpec(

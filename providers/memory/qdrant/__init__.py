@@ -14,21 +14,21 @@ from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpe
 from .config import QdrantLocalMemoryConfig, QdrantRemoteMemoryConfig
 
 if TYPE_CHECKING:
-    from ..common.indexed_engine import IndexedMemoryEngine
+    from ..common.engine import MemoryEngine
 
 
 async def _engine(
     config: QdrantLocalMemoryConfig | QdrantRemoteMemoryConfig, deps: Deps, path: str | None, url: str | None
-) -> IndexedMemoryEngine:
-    from ..common.indexed_engine import IndexedMemoryEngine
+) -> MemoryEngine:
+    from ..common.engine import MemoryEngine
     from .store import QdrantStore
 
     api_key = config.api_key if isinstance(config, QdrantRemoteMemoryConfig) else None
     store = await QdrantStore.connect(config.collection_prefix, path, url, api_key)
-    return IndexedMemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
 
 
-async def get_provider_impl(config: QdrantLocalMemoryConfig, deps: Deps) -> IndexedMemoryEngine:
+async def get_provider_impl(config: QdrantLocalMemoryConfig, deps: Deps) -> MemoryEngine:
     def prepare() -> str:
         path = Path(config.path).expanduser()
         path.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,7 @@ async def get_provider_impl(config: QdrantLocalMemoryConfig, deps: Deps) -> Inde
     return await _engine(config, deps, await asyncio.to_thread(prepare), None)
 
 
-async def get_remote_provider_impl(config: QdrantRemoteMemoryConfig, deps: Deps) -> IndexedMemoryEngine:
+async def get_remote_provider_impl(config: QdrantRemoteMemoryConfig, deps: Deps) -> MemoryEngine:
     return await _engine(config, deps, None, config.url)
 
 

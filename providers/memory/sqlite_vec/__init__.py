@@ -11,15 +11,15 @@ from llama_stack.distribution.provider import Api, Deps, MemorySpec, ProviderSpe
 from .config import SqliteVecMemoryConfig
 
 if TYPE_CHECKING:
-    from ..common.indexed_engine import IndexedMemoryEngine
+    from ..common.engine import MemoryEngine
 
 
-async def get_provider_impl(config: SqliteVecMemoryConfig, deps: Deps) -> IndexedMemoryEngine:
-    from ..common.indexed_engine import IndexedMemoryEngine
+async def get_provider_impl(config: SqliteVecMemoryConfig, deps: Deps) -> MemoryEngine:
+    from ..common.engine import MemoryEngine
     from .store import SqliteVecStore
 
     store = await asyncio.to_thread(SqliteVecStore, config.db_path)
-    return IndexedMemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
+    return MemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
 
 
 provider_spec: MemorySpec[SqliteVecMemoryConfig] = ProviderSpec(
