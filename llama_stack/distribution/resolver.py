@@ -79,7 +79,12 @@ class Stack:
 
     def health(self) -> HealthReport:
         states = [provider.startup.health() for provider in self.providers]
-        return HealthReport(ready=all(state.status == Readiness.ready for state in states), providers=states)
+        failed = any(state.status == Readiness.failed for state in states)
+        return HealthReport(
+            status="Error" if failed else "OK",
+            ready=all(state.status == Readiness.ready for state in states),
+            providers=states,
+        )
 
     async def wait_started(self) -> None:
         """Wait for every background start to end, ready or failed (health says which)."""

@@ -81,8 +81,9 @@ class ProviderHealth(WireModel):
 
 
 class HealthReport(HealthInfo):
-    """/alpha/health: `status` stays "OK" while the server answers (what callers checked before);
-    `ready` says whether every provider has started, `providers` how each one stands."""
+    """/alpha/health: `status` is "OK" while every provider is ready or still starting (requests
+    for one still starting wait for it), "Error" once one has failed to start; `ready` says
+    whether every provider has started, `providers` how each one stands."""
 
     status: str = "OK"
     ready: bool

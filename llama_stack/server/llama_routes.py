@@ -184,11 +184,12 @@ def llama_router(stack: Stack) -> APIRouter:
     async def health(detail: bool = False) -> Response:
         # 200 with status "OK" while the server answers, as before. While a provider is still
         # loading in the background or failed to start (or with ?detail=true), `ready` and
-        # `providers` say how each one stands.
+        # `providers` say how each one stands. A provider that failed to start makes it a 503, so
+        # a container's or orchestrator's health check sees the server as broken.
         report = stack.health()
         if report.ready and not detail:
             return json_response(HealthInfo(status=report.status))
-        return json_response(report)
+        return json_response(report, status_code=503 if report.status == "Error" else 200)
 
     @router.get("/providers/list")
     async def providers_list() -> Response:

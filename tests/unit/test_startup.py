@@ -158,8 +158,10 @@ async def test_a_provider_that_fails_to_start_is_reported_and_refuses_requests(s
     served.release.set()
     await served.stack.wait_started()
 
-    health = (await served.http.get("/alpha/health")).json()
-    assert health["status"] == "OK" and health["ready"] is False
+    answer = await served.http.get("/alpha/health")
+    health = answer.json()
+    # A health check (compose, Kubernetes) sees the server as broken, and the body says why.
+    assert answer.status_code == 503 and health["status"] == "Error" and health["ready"] is False
     slow = next(p for p in health["providers"] if p["provider_id"] == "slow")
     assert slow["status"] == "failed" and "weights are corrupt" in slow["error"]
 
