@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from llama_stack.apis.inference import ChatCompletionRequest
+from llama_stack.apis.inference import ChatCompletionRequest, Inference
 from llama_stack.apis.safety import Guardrails, RunShieldRequest
-from llama_stack.distribution.guardrails import guarded_chat
+from llama_stack.distribution.guardrails import GuardedChat, guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack, build_stack
 from llama_stack.distribution.spec import parse_run_config
@@ -58,19 +58,24 @@ def request(text: str, stream: bool = False) -> ChatCompletionRequest:
     )
 
 
+async def chat_for(stack: Stack, guardrails: dict[str, Any] | None) -> Inference | GuardedChat:
+    """What a face calls: the inference router, inside the guardrails when some are asked for."""
+    inference = stack.routers[Api.inference]
+    if not guardrails:
+        return inference
+    return await guarded_chat(stack, inference, Guardrails.model_validate(guardrails))
+
+
 async def chat_once(stack: Stack, text: str, guardrails: dict[str, Any] | None) -> None:
-    parsed = Guardrails.from_body({"guardrails": guardrails}) if guardrails else None
-    chat = await guarded_chat(stack, stack.routers[Api.inference], parsed)
-    await chat.chat_completion(request(text))
+    await (await chat_for(stack, guardrails)).chat_completion(request(text))
 
 
 async def stream_once(stack: Stack, text: str, guardrails: dict[str, Any] | None) -> tuple[float, float, int]:
     """Total seconds, seconds to the first text delta, and guard calls made."""
     guard: Any = stack.models.providers["guard"]  # the scripted guard, which records its calls
     calls_before = len(guard.calls)
-    parsed = Guardrails.from_body({"guardrails": guardrails}) if guardrails else None
     started = time.perf_counter()
-    chat = await guarded_chat(stack, stack.routers[Api.inference], parsed)
+    chat = await chat_for(stack, guardrails)
     first = None
     async for chunk in chat.chat_completion_stream(request(text, stream=True)):
         if first is None and isinstance(chunk.event.delta, str) and chunk.event.delta:

@@ -218,7 +218,7 @@ async def test_every_route_is_reached_by_its_own_paths(tmp_path: Path) -> None:
     assert len(api_routes) > 60
     for route in api_routes:
         path = re.sub(r"\{[^}]+\}", "some-id", route.path)
-        for method in route.methods:
+        for method in route.methods or ():
             scope = {"type": "http", "method": method, "path": path, "root_path": ""}
             reached = next(r for r in routes if r.matches(scope)[0] == Match.FULL)
             assert reached is route, f"{method} {path} reaches {getattr(reached, 'path', reached)}"

@@ -287,7 +287,7 @@ def chat(text: str, stream: bool = False) -> ChatCompletionRequest:
 
 
 async def guarded(stack: Stack, **guardrails: Any) -> Any:
-    return await guarded_chat(stack, stack.routers[Api.inference], Guardrails.from_body({"guardrails": guardrails}))
+    return await guarded_chat(stack, stack.routers[Api.inference], Guardrails.model_validate(guardrails))
 
 
 async def test_input_violation_answers_with_the_violation_instead_of_inference(stack: Stack) -> None:
