@@ -32,6 +32,26 @@ def _new_cache(model: Any) -> DynamicCache:
         return DynamicCache()
 
 
+def prefill_text(
+    model: Any, device: torch.device, cache_kwarg: str, prompt: Sequence[int], model_inputs: Any = None
+) -> tuple[torch.Tensor, Any]:
+    """Run a text prompt alone into a fresh DynamicCache; returns its last-position logits [vocab]
+    and that cache, which a batch then takes the row from. Images need a vision model's batch."""
+    if model_inputs is not None:
+        raise ValueError("this model takes text only")
+    input_ids = torch.tensor([list(prompt)], dtype=torch.long, device=device)
+    cache = _new_cache(model)
+    outputs = model(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        position_ids=torch.arange(len(prompt), device=device).unsqueeze(0),
+        use_cache=True,
+        logits_to_keep=1,
+        **{cache_kwarg: cache},
+    )
+    return outputs.logits[0, -1], cache
+
+
 def _layer_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     if hasattr(cache, "layers"):
         return [(layer.keys, layer.values) for layer in cache.layers]
@@ -92,19 +112,7 @@ class DecodeBatch:
     def prefill(self, prompt: Sequence[int], model_inputs: Any = None) -> tuple[torch.Tensor, Any]:
         """Run a prompt alone; returns its last-position logits [vocab] and its cache.
         A text model takes no `model_inputs` (images need a vision model's batch)."""
-        if model_inputs is not None:
-            raise ValueError("this model takes text only")
-        input_ids = torch.tensor([list(prompt)], dtype=torch.long, device=self.device)
-        cache = _new_cache(self.model)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            position_ids=torch.arange(len(prompt), device=self.device).unsqueeze(0),
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_kwarg: cache},
-        )
-        return outputs.logits[0, -1], cache
+        return prefill_text(self.model, self.device, self._cache_kwarg, prompt, model_inputs)
 
     def join(self, row_cache: Any, length: int) -> None:
         """Append a prefilled row (its cache holds `length` tokens) as the last row."""

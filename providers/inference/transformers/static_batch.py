@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from transformers import StaticCache
 
-from .batch import _cache_kwarg, _layer_tensors, _new_cache
+from .batch import _cache_kwarg, _layer_tensors, prefill_text
 
 StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -76,19 +76,7 @@ class StaticDecodeBatch:
     def prefill(self, prompt: Sequence[int], model_inputs: Any = None) -> tuple[torch.Tensor, Any]:
         """Run a prompt alone (a DynamicCache, as the eager path does); returns its
         last-position logits [vocab] and its cache, which `join` copies into a slot."""
-        if model_inputs is not None:
-            raise ValueError("this model takes text only")
-        input_ids = torch.tensor([list(prompt)], dtype=torch.long, device=self.device)
-        cache = _new_cache(self.model)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            position_ids=torch.arange(len(prompt), device=self.device).unsqueeze(0),
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_kwarg: cache},
-        )
-        return outputs.logits[0, -1], cache
+        return prefill_text(self.model, self.device, self._cache_kwarg, prompt, model_inputs)
 
     def join(self, row_cache: Any, length: int) -> None:
         """Copy a prefilled row (its cache holds `length` tokens) into a free slot, as the last row."""
