@@ -241,7 +241,7 @@ def lazy_imports(module_name: str) -> list[str]:
         codes.extend(const for const in code.co_consts if isinstance(const, CodeType))
         consts: list[object] = [None, None]  # an import loads its level, then its fromlist
         for instruction in dis.get_instructions(code):
-            if instruction.opname == "LOAD_CONST":
+            if instruction.opname in ("LOAD_CONST", "LOAD_SMALL_INT"):  # 3.14 loads small ints apart
                 consts = [consts[1], instruction.argval]
             elif instruction.opname == "IMPORT_NAME" and isinstance(level := consts[0], int):
                 name = "." * level + str(instruction.argval)

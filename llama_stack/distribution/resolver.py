@@ -354,7 +354,7 @@ async def build_stack(config: RunConfig, background: bool = False, launch: bool 
                     impl = await _start_provider(api, index, spec, provider_config, deps)
                     startup.succeed(impl)
                 provider = ResolvedProvider(api, pid, spec, impl, startup)
-                if not startup.impl:
+                if startup.impl is None:
                     stack.unstarted.append((provider, index, provider_config, deps))
                 impls[pid] = impl
                 stack.providers.append(provider)
