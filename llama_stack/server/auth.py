@@ -138,8 +138,11 @@ class AccessControl:
         self.anonymous = Caller(name=ANONYMOUS, apis=frozenset(api.value for api in Api), models=None, admin=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"] in OPEN_PATHS:
+            await self._open(scope, receive, send)
             return
         path: str = scope["path"]
         api = api_of(path)
@@ -170,6 +173,19 @@ class AccessControl:
                 await self._reject(scope, receive, send, _Rejection(429, refusal.message, headers))
                 return
         scope.setdefault("state", {})["api_key_name"] = caller.name
+        context = set_caller(caller)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_caller(context)
+
+    async def _open(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An open path answers anyone; a valid key still makes its caller known (the health
+        route shows each provider's state, errors included, only to a caller it knows)."""
+        caller: Caller | None = self.anonymous
+        if self.keys is not None:
+            token = bearer_token(scope)
+            caller = self.keys.find(token) if token is not None else None
         context = set_caller(caller)
         try:
             await self.app(scope, receive, send)

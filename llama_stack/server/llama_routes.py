@@ -28,6 +28,7 @@ from llama_stack.apis.safety import RunShieldRequest
 from llama_stack.apis.shields import RegisterShieldRequest
 from llama_stack.distribution.guardrails import guarded_chat
 from llama_stack.distribution.provider import Api
+from llama_stack.distribution.request_context import current_caller
 from llama_stack.distribution.resolver import Stack
 from llama_stack.server.params import json_response, query_and_body
 from llama_stack.server.sse import sse_response
@@ -56,6 +57,7 @@ def found(value: Any, what: str) -> Any:
 def llama_router(stack: Stack) -> APIRouter:
     router = APIRouter(prefix="/alpha")
     apis = stack.faces  # an API the distribution does not serve answers 501 naming what to add
+    keys_on = bool(stack.config.server.auth and stack.config.server.auth.keys)
 
     @router.post("/inference/chat-completion")
     async def chat_completion(request: ChatCompletionRequest) -> Response:
@@ -186,10 +188,15 @@ def llama_router(stack: Stack) -> APIRouter:
         # loading in the background or failed to start (or with ?detail=true), `ready` and
         # `providers` say how each one stands. A provider that failed to start makes it a 503, so
         # a container's or orchestrator's health check sees the server as broken.
+        # Without a valid key on a server with keys, the state alone: provider ids and start errors
+        # describe the deployment, which is no business of an unauthenticated caller.
         report = stack.health()
+        status_code = 503 if report.status == "Error" else 200
         if report.ready and not detail:
             return json_response(HealthInfo(status=report.status))
-        return json_response(report, status_code=503 if report.status == "Error" else 200)
+        if keys_on and current_caller() is None:
+            return json_response(report.model_dump(exclude={"providers"}), status_code=status_code)
+        return json_response(report, status_code=status_code)
 
     @router.get("/providers/list")
     async def providers_list() -> Response:

@@ -119,6 +119,16 @@ async def test_health_and_the_schema_stay_open(http: httpx.AsyncClient) -> None:
     assert (await http.get("/openapi.json")).status_code == 200
 
 
+async def test_health_details_the_providers_only_to_a_known_key(http: httpx.AsyncClient) -> None:
+    # Provider ids and start errors describe the deployment: a caller without a key gets the state.
+    anonymous = await http.get("/alpha/health", params={"detail": "true"})
+    assert anonymous.status_code == 200 and anonymous.json() == {"status": "OK", "ready": True}
+    for headers in (bearer("not-a-key"), {}):
+        assert "providers" not in (await http.get("/alpha/health?detail=true", headers=headers)).json()
+    known = (await http.get("/alpha/health", params={"detail": "true"}, headers=bearer(CHAT_KEY))).json()
+    assert [p["provider_id"] for p in known["providers"]] == ["scripted"]
+
+
 async def test_a_valid_key_works_on_both_faces_and_the_scheme_is_case_insensitive(http: httpx.AsyncClient) -> None:
     alpha = await http.post("/alpha/inference/chat-completion", json=chat(), headers=bearer(ADMIN_KEY))
     assert alpha.status_code == 200
