@@ -30,7 +30,7 @@ from llama_stack.distribution.guardrails import guarded_chat
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.request_context import current_caller
 from llama_stack.distribution.resolver import Stack
-from llama_stack.server.params import json_response, query_and_body
+from llama_stack.server.params import JsonBodyRoute, json_response, query_and_body
 from llama_stack.server.sse import sse_response
 
 # API families the v0.0.63 client knows that this stack does not serve: answered 501, not 404.
@@ -55,7 +55,7 @@ def found(value: Any, what: str) -> Any:
 
 
 def llama_router(stack: Stack) -> APIRouter:
-    router = APIRouter(prefix="/alpha")
+    router = APIRouter(prefix="/alpha", route_class=JsonBodyRoute)
     apis = stack.faces  # an API the distribution does not serve answers 501 naming what to add
     keys_on = bool(stack.config.server.auth and stack.config.server.auth.keys)
 

@@ -40,7 +40,7 @@ from llama_stack.models.openai.answers import (
 from llama_stack.models.openai.requests import stop_sequences, to_chat_request, to_completion_request
 from llama_stack.server import openai_types as oai
 from llama_stack.server.errors import stream_error_event
-from llama_stack.server.params import json_response
+from llama_stack.server.params import JsonBodyRoute, json_response
 from llama_stack.server.sse import sse_response
 
 DONE = b"data: [DONE]\n\n"
@@ -60,7 +60,7 @@ def _inference(stack: Stack) -> Inference:
 
 
 def openai_router(stack: Stack) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=JsonBodyRoute)
 
     @router.get("/models")
     async def list_models() -> Response:

@@ -211,7 +211,7 @@ async def test_a_big_body_read_slowly_pauses_reading_and_arrives_whole(monkeypat
     async with RawServer(lambda n: answer(payload)) as server:
         http = client(server.url)
         response = await http.send("POST", "/embeddings", "k", b"{}")
-        connection = response.stream._connection
+        connection = response._stream._connection
         received, paused = bytearray(), False
         async for chunk in response.aiter_stream():
             received += chunk

@@ -27,7 +27,7 @@ import httpcore
 import httpx
 
 from .errors import StatusError, StreamError
-from .http1 import KEEPALIVE_EXPIRY_S, Pool
+from .http1 import KEEPALIVE_EXPIRY_S, Answer, Pool
 
 JSON = b"application/json"
 USER_AGENT = b"llamastack-lite"
@@ -51,8 +51,8 @@ class Transport(Protocol):
     """How a request reaches the upstream: the pooled HTTP/1.1 connections (the fast path), the
     environment's proxy, or whatever a test plugs in (HttpxTransport over httpx.MockTransport)."""
 
-    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
-        """The response with its body unread; `path` is below the base URL."""
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> Answer:
+        """The answer with its body unread; `path` is below the base URL."""
         ...
 
     async def aclose(self) -> None: ...
@@ -79,7 +79,7 @@ class PooledTransport:
             head = self._heads[(method, path)] = b"\r\n".join(lines) + b"\r\n"
         return head
 
-    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> Answer:
         head = self._head(method, path, body is not None)
         auth = b"Authorization: Bearer " + api_key.encode() + b"\r\n"
         if body is None:
@@ -101,7 +101,7 @@ class ProxyTransport:
         self._host = urllib.parse.urlsplit(base_url).netloc.encode()
         self._engine = engine
 
-    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> Answer:
         headers = [(b"Host", self._host), (b"Accept", JSON), (b"User-Agent", USER_AGENT)]
         headers.append((b"Authorization", f"Bearer {api_key}".encode()))
         if body is not None:
@@ -110,7 +110,9 @@ class ProxyTransport:
         extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
         url = (self.base_url + path).encode()
         request = httpcore.Request(method, url, headers=headers, content=body, extensions=extensions)
-        return await self._engine.handle_async_request(request)
+        response = await self._engine.handle_async_request(request)
+        reason = response.extensions.get("reason_phrase", b"")
+        return Answer(response.status, reason, response.headers, response.aiter_stream(), response.aclose)
 
     async def aclose(self) -> None:
         await self._engine.aclose()
@@ -124,7 +126,7 @@ class HttpxTransport:
         self.base_url = base_url
         self._transport = transport
 
-    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> httpcore.Response:
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None) -> Answer:
         headers = {"Accept": "application/json", "Authorization": f"Bearer {api_key}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -133,8 +135,7 @@ class HttpxTransport:
         raw_headers = [(name.encode(), value.encode()) for name, value in response.headers.multi_items()]
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)
-        extensions = {"reason_phrase": response.reason_phrase.encode()}
-        return httpcore.Response(response.status_code, headers=raw_headers, content=stream, extensions=extensions)
+        return Answer(response.status_code, response.reason_phrase.encode(), raw_headers, stream, stream.aclose)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -168,8 +169,8 @@ class UpstreamHTTP:
         self.timeout_s = timeout_s
         self.transport = transport or default_transport(self.base_url, timeout_s, max_connections)
 
-    async def send(self, method: str, path: str, api_key: str, body: bytes | None = None) -> httpcore.Response:
-        """The response, its body still unread (read it, then `aclose` it); raises StatusError,
+    async def send(self, method: str, path: str, api_key: str, body: bytes | None = None) -> Answer:
+        """The answer, its body still unread (read it, then `aclose` it); raises StatusError,
         the body read and the response closed, when the status is not 2xx. The API key must be
         printable ASCII (inference.py checks it): it is written into the request as is."""
         response = await self.transport.send(method, path, api_key, body)
@@ -179,8 +180,7 @@ class UpstreamHTTP:
             finally:
                 await response.aclose()
             by_name = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
-            reason = response.extensions.get("reason_phrase", b"").decode("latin-1")
-            raise StatusError(response.status, content, by_name, reason)
+            raise StatusError(response.status, content, by_name, response.reason.decode("latin-1"))
         return response
 
     async def json(self, method: str, path: str, api_key: str, body: bytes | None = None) -> Any:

@@ -6,9 +6,10 @@ arrives; measured against httpcore's connections (h11 under anyio) it costs ~120
 call instead of ~450, which is most of what the gateway adds in front of a fast backend. The
 pool is a LIFO stack of idle connections with a bound on how many are open: O(1) per call.
 
-A response is an `httpcore.Response` whose stream reads the body as it arrives (reading pauses
-when more than HIGH_WATER bytes wait unread); closing that stream before the body has ended
-closes the connection, which tells the upstream to stop generating. Failures are raised as
+A response is an `Answer` whose stream reads the body as it arrives (reading pauses when more
+than HIGH_WATER bytes wait unread); closing it before the body has ended closes the connection,
+which tells the upstream to stop generating. (httpcore's Response type-checks its headers and
+stream on every call, ~5% of the gateway's CPU per request, so answers are this plain class.) Failures are raised as
 httpcore's exceptions (ConnectError, ConnectTimeout, ReadTimeout, PoolTimeout,
 RemoteProtocolError), which errors.py maps for this path and for the proxy path alike.
 """
@@ -19,7 +20,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import cast
 
 import httpcore
@@ -206,8 +207,8 @@ class Pool:
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(max_connections)  # one per connection in use
 
-    async def request(self, data: bytes) -> httpcore.Response:
-        """Sends one whole request (head and body); the response's stream reads its body."""
+    async def request(self, data: bytes) -> Answer:
+        """Sends one whole request (head and body); the answer's stream reads its body."""
         if self._slots.locked():  # all connections busy: wait, at most the timeout
             try:
                 async with asyncio.timeout(self.timeout_s):
@@ -226,7 +227,7 @@ class Pool:
             self._slots.release()
             raise
         body = Body(self, connection)
-        return httpcore.Response(status, headers=headers, content=body, extensions={"reason_phrase": reason})
+        return Answer(status, reason, headers, body, body.aclose)
 
     async def _connection(self) -> Connection:
         now = time.monotonic()
@@ -283,3 +284,30 @@ class Body:
         if not self._closed:
             self._closed = True
             self._pool.give_back(self._connection)
+
+
+class Answer:
+    """An upstream's answer: its status line and headers, and its body as it arrives. Read the
+    body (`aiter_stream` or `aread`), then `aclose` it: that frees the connection."""
+
+    __slots__ = ("_stream", "aclose", "headers", "reason", "status")
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        stream: AsyncIterable[bytes],
+        aclose: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self._stream = stream
+        self.aclose = aclose
+
+    def aiter_stream(self) -> AsyncIterator[bytes]:
+        return aiter(self._stream)
+
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self._stream])
