@@ -29,6 +29,7 @@ from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import Usage
 from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.models.images import fetch_image
+from llama_stack.models.openai.requests import tool_schema
 
 
 def sampling_options(params: SamplingParams) -> dict[str, Any]:
@@ -124,28 +125,8 @@ _ROLES: dict[type, str] = {
 
 
 def chat_tools(tools: list[ToolDefinition]) -> list[dict[str, Any]]:
-    """Tool definitions as the JSON-schema functions of /api/chat's `tools`."""
-    functions = []
-    for tool in tools:
-        params = tool.parameters or {}
-        functions.append(
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.tool_name,
-                    "description": tool.description or "",
-                    "parameters": {
-                        "type": "object",
-                        "properties": {
-                            name: {"type": p.param_type, "description": p.description or ""}
-                            for name, p in params.items()
-                        },
-                        "required": [name for name, p in params.items() if p.required],
-                    },
-                },
-            }
-        )
-    return functions
+    """Tool definitions as the JSON-schema functions of /api/chat's `tools` (OpenAI's shape)."""
+    return [tool_schema(tool) for tool in tools]
 
 
 def tool_calls_of(message: ollama.Message) -> list[ToolCall]:
