@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from llama_stack.apis.inspect import RouteInfo
 from llama_stack.distribution.provider import Api
 from llama_stack.distribution.resolver import Stack
+from llama_stack.server.auth import ALPHA_APIS
 from llama_stack.server.errors import EXCEPTION_HANDLERS
 from llama_stack.server.llama_routes import llama_router
 from llama_stack.server.middleware import ProviderData, RequestBodyGuard
@@ -22,17 +23,6 @@ from llama_stack.server.openai_surface import openai_surface
 from llama_stack.server.params import json_response
 
 log = logging.getLogger(__name__)
-
-
-API_OF_PREFIX = {
-    "inference": Api.inference,
-    "safety": Api.safety,
-    "memory": Api.memory,
-    "agents": Api.agents,
-    "models": Api.models,
-    "shields": Api.shields,
-    "memory-banks": Api.memory_banks,
-}
 
 
 def route_listing(routes: list[BaseRoute], stack: Stack) -> dict[str, list[RouteInfo]]:
@@ -46,11 +36,10 @@ def route_listing(routes: list[BaseRoute], stack: Stack) -> dict[str, list[Route
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
         parts = route.path.split("/")
-        api = API_OF_PREFIX.get(parts[2]) if len(parts) > 2 else None
-        name = api.value if api else "inspect"
-        types = provider_types.get(owners.get(api, api), []) if api else ["builtin"]
+        api = ALPHA_APIS.get(parts[2], Api.inspect) if len(parts) > 2 else Api.inspect
+        types = ["builtin"] if api == Api.inspect else provider_types.get(owners.get(api, api), [])
         for method in sorted(route.methods or ()):
-            listing.setdefault(name, []).append(RouteInfo(route=route.path, method=method, provider_types=types))
+            listing.setdefault(api.value, []).append(RouteInfo(route=route.path, method=method, provider_types=types))
     return listing
 
 

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 # Reachable without a key: liveness probes and the API's own description.
 OPEN_PATHS = frozenset({"/alpha/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
-_ALPHA_APIS = {
+# The API each /alpha path family belongs to (its second path segment).
+ALPHA_APIS = {
     "inference": Api.inference,
     "safety": Api.safety,
     "memory": Api.memory,
@@ -66,7 +67,7 @@ def api_of(path: str) -> Api | None:
     if len(parts) < 3:
         return Api.inspect if path == "/metrics" else None
     if parts[1] == "alpha":
-        return _ALPHA_APIS.get(parts[2])
+        return ALPHA_APIS.get(parts[2])
     if parts[1] == "v1":
         return _V1_APIS.get(parts[2])
     return None

@@ -205,15 +205,11 @@ async def _chat_stream(
     stops: list[str],
     include_usage: bool,
 ) -> AsyncGenerator[dict[str, Any], None]:
+    head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
     def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}
-        return {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [choice],
-        }
+        return {**head, "choices": [choice]}
 
     stop_filter = StopSequenceFilter(stops)
     tool_calls = 0
@@ -247,14 +243,7 @@ async def _chat_stream(
             yield chunk({"content": rest})
         yield chunk({}, finish)
         if include_usage:
-            yield {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": usage_body(usage),
-            }
+            yield {**head, "choices": [], "usage": usage_body(usage)}
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 
@@ -274,15 +263,11 @@ async def _completion_stream(
     stops: list[str],
     include_usage: bool,
 ) -> AsyncIterator[dict[str, Any]]:
+    head = {"id": completion_id, "object": "text_completion", "created": created, "model": model}
+
     def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-        return {
-            "id": completion_id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [choice],
-        }
+        return {**head, "choices": [choice]}
 
     stop_filter = StopSequenceFilter(stops)
     usage = None
@@ -301,13 +286,6 @@ async def _completion_stream(
             yield chunk(rest)
         yield chunk("", finish)
         if include_usage:
-            yield {
-                "id": completion_id,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "choices": [],
-                "usage": usage_body(usage),
-            }
+            yield {**head, "choices": [], "usage": usage_body(usage)}
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]

@@ -65,7 +65,10 @@ class OpenAICompatInference:
             )
         self.vendor = vendor
         self.config = config
+        self.provider_type = vendor.provider_type
         self.upstream = Upstream(vendor.provider_type, url.rstrip("/"), config.timeout_s)
+        # model id -> the vendor's name, worked out once; the router only passes registered models
+        self._model_names: dict[str, str] = {}
         self.http = UpstreamHTTP(self.upstream.url, config.timeout_s, config.max_connections, transport)
 
     # --- keys ---------------------------------------------------------------------------------
@@ -99,7 +102,12 @@ class OpenAICompatInference:
         return key, source
 
     def model_name(self, model_id: str) -> str:
-        return vendor_model_name(model_id, self.vendor.model_ids, self.config.model_ids)
+        name = self._model_names.get(model_id)
+        if name is None:
+            name = self._model_names[model_id] = vendor_model_name(
+                model_id, self.vendor.model_ids, self.config.model_ids
+            )
+        return name
 
     # --- calls --------------------------------------------------------------------------------
 
@@ -197,25 +205,25 @@ class OpenAICompatInference:
         return await self._call("POST", CHAT, params, self._chat_response)
 
     def _chat_response(self, answer: Any) -> ChatCompletionResponse:
-        return chat_response(answer, self.vendor.provider_type)
+        return chat_response(answer, self.provider_type)
 
     def chat_completion_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
         params = chat_params(request, self.model_name(request.model_id), self.vendor)
         start = chat_event(ChatCompletionEventType.start)
-        return self._stream(CHAT, params, ChatStream(self.vendor.provider_type), start)
+        return self._stream(CHAT, params, ChatStream(self.provider_type), start)
 
     async def completion(self, request: CompletionRequest) -> CompletionResponse:
         params = completion_params(request, self.model_name(request.model_id), self.vendor)
         return await self._call("POST", COMPLETIONS, params, self._completion_response)
 
     def _completion_response(self, answer: Any) -> CompletionResponse:
-        return completion_response(answer, self.vendor.provider_type)
+        return completion_response(answer, self.provider_type)
 
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
         params = completion_params(request, self.model_name(request.model_id), self.vendor)
-        return self._stream(COMPLETIONS, params, CompletionStream(self.vendor.provider_type), None)
+        return self._stream(COMPLETIONS, params, CompletionStream(self.provider_type), None)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         if any(content_has_image(content) for content in request.contents):
