@@ -1,13 +1,37 @@
-"""Types shared by every API: content, messages, tool calls and sampling (the v0.0.63 wire format)."""
+"""Types shared by every API: content, messages, tool calls and sampling (the v0.0.63 wire format),
+and the JSON codec every wire crossing uses (requests, answers, SSE frames, upstream calls)."""
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticSerializationError, from_json, to_json, to_jsonable_python
 
 JsonValue = Any
+
+
+def dump_json(value: Any, exclude_none: bool = False) -> bytes:
+    """Wire values (pydantic models, or lists/dicts of them and of plain values) as JSON bytes,
+    in pydantic-core's serialiser (~7x json.dumps). Text can hold lone surrogates (a JSON escape
+    like \\ud800 allows them) that UTF-8 cannot encode; such values go out escaped, as JSON
+    permits, instead of failing."""
+    try:
+        return to_json(value, exclude_none=exclude_none)
+    except PydanticSerializationError:
+        return json.dumps(to_jsonable_python(value, exclude_none=exclude_none), separators=(",", ":")).encode()
+
+
+def load_json(data: bytes | str) -> Any:
+    """JSON text as Python values, in pydantic-core's parser (~4x json.loads). That parser refuses
+    lone surrogate escapes, which json.loads accepts; such text (and text that is not JSON, so
+    the error is json's own ValueError) takes json.loads."""
+    try:
+        return from_json(data)
+    except ValueError:
+        return json.loads(data)
 
 
 class WireModel(BaseModel):

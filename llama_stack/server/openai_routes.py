@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import struct
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, TypeVar
@@ -12,7 +11,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from llama_stack.apis.common import SafetyViolation, content_text
+from llama_stack.apis.common import SafetyViolation, content_text, dump_json
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import (
     ChatCompletionEventType,
@@ -48,7 +47,7 @@ T = TypeVar("T")
 
 
 def _frame(chunk: Any) -> bytes:
-    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dump_json(chunk) + b"\n\n"
 
 
 def _error_frame(error: BaseException) -> bytes:

@@ -12,11 +12,11 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError, to_json, to_jsonable_python
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llama_stack.apis.common import dump_json
 from llama_stack.apis.errors import InvalidRequest
 
 M = TypeVar("M", bound=BaseModel)
@@ -50,16 +50,6 @@ def query_params(request: Request, model: type[M]) -> M:
     except ValidationError as e:
         problem = e.errors()[0]
         raise InvalidRequest(f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from e
-
-
-def dump_json(value: Any, exclude_none: bool = False) -> bytes:
-    """Pydantic models (or lists/dicts of them) straight to JSON bytes. Text a client sent can hold
-    lone surrogates (a JSON escape like \\ud800 allows them) that UTF-8 cannot encode; such values
-    go out escaped, as JSON permits, instead of failing."""
-    try:
-        return to_json(value, exclude_none=exclude_none)
-    except PydanticSerializationError:
-        return json.dumps(to_jsonable_python(value, exclude_none=exclude_none), separators=(",", ":")).encode()
 
 
 def json_response(value: Any, status_code: int = 200) -> Response:

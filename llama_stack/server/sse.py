@@ -5,7 +5,6 @@ gets its proper status code."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
+from llama_stack.apis.common import dump_json
 from llama_stack.apis.errors import StackError
 from llama_stack.server.errors import stream_error_event
-from llama_stack.server.params import dump_json
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ def _frame(chunk: BaseModel) -> bytes:
 
 
 def _error_frame(error: BaseException) -> bytes:
-    return b"data: " + json.dumps(stream_error_event(error)).encode() + b"\n\n"
+    return b"data: " + dump_json(stream_error_event(error)) + b"\n\n"
 
 
 async def sse_response(

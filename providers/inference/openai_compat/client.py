@@ -8,7 +8,7 @@ Why not the SDK, nor httpx.AsyncClient (measured in the gateway, benchmarks/benc
     32 concurrent calls it cost ~1.5 ms of CPU per call, 3x a single call.
 So calls go over a Transport, by default http1.py's pooled connections (PooledTransport: the
 request's head is rendered once per path, head and body leave in one write); bodies are
-serialised once and answers parsed once with json.loads. Tests may plug another Transport.
+serialised once and answers parsed once, with pydantic-core's JSON codec. Tests may plug another Transport.
 
 The environment's CA bundle (SSL_CERT_FILE, SSL_CERT_DIR) is honoured as httpx honours it; where
 the environment names a proxy for the upstream (HTTPS_PROXY..., minus NO_PROXY), calls go through
@@ -18,13 +18,14 @@ errors.StatusError for an answer whose status is not 2xx; inference.py translate
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 import urllib.request
 from typing import Any, Protocol
 
 import httpcore
 import httpx
+
+from llama_stack.apis.common import load_json
 
 from .errors import StatusError, StreamError
 from .http1 import KEEPALIVE_EXPIRY_S, Answer, Pool
@@ -41,10 +42,6 @@ def environment_proxy(url: str) -> str | None:
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return proxy
-
-
-def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class Transport(Protocol):
@@ -190,7 +187,7 @@ class UpstreamHTTP:
             content = await response.aread()
         finally:
             await response.aclose()
-        return json.loads(content)
+        return load_json(content)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -237,7 +234,7 @@ class SSEDecoder:
 
 
 def _event(data: bytes) -> Any:
-    event = json.loads(data)
+    event = load_json(data)
     if isinstance(event, dict) and event.get("error"):
         error = event["error"]
         message = error.get("message") if isinstance(error, dict) else error

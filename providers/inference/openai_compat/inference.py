@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
-from llama_stack.apis.common import content_has_image, content_text
+from llama_stack.apis.common import content_has_image, content_text, dump_json
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.inference import (
     ChatCompletionEventType,
@@ -32,7 +32,7 @@ from llama_stack.models.openai.answers import chat_response, completion_response
 from llama_stack.models.openai.requests import chat_params, completion_params
 
 from ..remote_common import vendor_model_name
-from .client import SSEDecoder, Transport, UpstreamHTTP, dumps
+from .client import SSEDecoder, Transport, UpstreamHTTP
 from .config import OpenAICompatConfig
 from .errors import PROVIDER_DATA, Upstream, retry_delay, translate
 from .stream import ChatStream, CompletionStream, chat_event
@@ -116,7 +116,7 @@ class OpenAICompatInference:
     ) -> T:
         """One non-streaming call, retried where safe; `read` turns the answer's JSON into ours."""
         key, source = self._key(required=required)
-        body = None if params is None else dumps(params)
+        body = None if params is None else dump_json(params)
         attempt = 0
         while True:
             try:
@@ -140,7 +140,7 @@ class OpenAICompatInference:
         params["stream"] = True
         if self.vendor.stream_usage:
             params["stream_options"] = {"include_usage": True}
-        return self._chunks(path, dumps(params), key, source, state, first)
+        return self._chunks(path, dump_json(params), key, source, state, first)
 
     async def _chunks(
         self, path: str, body: bytes, key: str, source: str | None, state: StreamState[T], first: T | None
