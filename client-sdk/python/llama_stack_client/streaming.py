@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -52,61 +53,71 @@ class _EventDecoder:
         return self.feed("")
 
 
-_END = object()
+class _PayloadReader:
+    """The lines of an SSE body -> its JSON payloads, until `done_marker` (when given) or the end;
+    it does no I/O, so the sync and async readers below share it."""
+
+    def __init__(self, response: httpx.Response, done_marker: str | None) -> None:
+        self._decoder = _EventDecoder()
+        self._response = response
+        self._done_marker = done_marker
+        self.ended = False  # the done marker came: nothing after it is read
+
+    def feed(self, line: str) -> list[Any]:
+        event = self._decoder.feed(line)
+        return [] if event is None else self._take(event)
+
+    def finish(self) -> list[Any]:
+        last = self._decoder.flush()
+        return [] if last is None or self.ended else self._take(last)
+
+    def _take(self, event: tuple[str, str]) -> list[Any]:
+        kind, data = event
+        if self._done_marker is not None and data.strip() == self._done_marker:
+            self.ended = True
+            return []
+        try:
+            payload = json.loads(data)
+        except ValueError as error:
+            raise APIError(f"the server sent an event that is not JSON: {data[:200]!r}") from error
+        if isinstance(payload, dict) and (kind == "error" or "error" in payload):
+            raise error_from_event(payload if "error" in payload else {"error": payload}, self._response)
+        return [payload]
 
 
-def _payload(event: tuple[str, str], done_marker: str | None, response: httpx.Response | None) -> Any:
-    """The parsed JSON of an event, or _END for the done marker; an error event raises."""
-    kind, data = event
-    if done_marker is not None and data.strip() == done_marker:
-        return _END
+@contextmanager
+def _transport_errors(response: httpx.Response) -> Iterator[None]:
+    """httpx's errors while a body is read, as the SDK's typed errors."""
     try:
-        payload = json.loads(data)
-    except ValueError as error:
-        raise APIError(f"the server sent an event that is not JSON: {data[:200]!r}") from error
-    if isinstance(payload, dict) and (kind == "error" or "error" in payload):
-        raise error_from_event(payload if "error" in payload else {"error": payload}, response)
-    return payload
+        yield
+    except httpx.TimeoutException as error:
+        raise APITimeoutError("the stream timed out", request=request_of(response)) from error
+    except httpx.TransportError as error:
+        raise APIConnectionError(f"the stream broke off: {error}", request=request_of(response)) from error
 
 
 def stream_sse(response: httpx.Response, done_marker: str | None = None) -> Iterator[Any]:
     """The JSON payloads of a streaming response, in order. With `done_marker` (the /v1 face's
     "[DONE]") the stream ends at that marker; without it, at the end of the body."""
-    decoder = _EventDecoder()
-    try:
+    reader = _PayloadReader(response, done_marker)
+    with _transport_errors(response):
         for line in response.iter_lines():
-            event = decoder.feed(line)
-            if event is not None:
-                payload = _payload(event, done_marker, response)
-                if payload is _END:
-                    return
-                yield payload
-    except httpx.TimeoutException as error:
-        raise APITimeoutError("the stream timed out", request=request_of(response)) from error
-    except httpx.TransportError as error:
-        raise APIConnectionError(f"the stream broke off: {error}", request=request_of(response)) from error
-    last = decoder.flush()
-    if last is not None and (payload := _payload(last, done_marker, response)) is not _END:
-        yield payload
+            yield from reader.feed(line)
+            if reader.ended:
+                return
+    yield from reader.finish()
 
 
 async def astream_sse(response: httpx.Response, done_marker: str | None = None) -> AsyncIterator[Any]:
     """`stream_sse` for an async response."""
-    decoder = _EventDecoder()
-    try:
+    reader = _PayloadReader(response, done_marker)
+    with _transport_errors(response):
         async for line in response.aiter_lines():
-            event = decoder.feed(line)
-            if event is not None:
-                payload = _payload(event, done_marker, response)
-                if payload is _END:
-                    return
+            for payload in reader.feed(line):
                 yield payload
-    except httpx.TimeoutException as error:
-        raise APITimeoutError("the stream timed out", request=request_of(response)) from error
-    except httpx.TransportError as error:
-        raise APIConnectionError(f"the stream broke off: {error}", request=request_of(response)) from error
-    last = decoder.flush()
-    if last is not None and (payload := _payload(last, done_marker, response)) is not _END:
+            if reader.ended:
+                return
+    for payload in reader.finish():
         yield payload
 
 
