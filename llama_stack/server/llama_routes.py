@@ -3,6 +3,7 @@ expect them. Handlers only parse, call a router and serialise; they never know p
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -48,6 +49,9 @@ UNSERVED_FAMILIES = (
 )
 
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
 def found(value: Any, what: str) -> Any:
     if value is None:
         raise NotFound(f"{what} is not registered.")
@@ -58,6 +62,17 @@ def llama_router(stack: Stack) -> APIRouter:
     router = APIRouter(prefix="/alpha", route_class=JsonBodyRoute)
     apis = stack.faces  # an API the distribution does not serve answers 501 naming what to add
     keys_on = bool(stack.config.server.auth and stack.config.server.auth.keys)
+
+    def get_and_post(path: str) -> Callable[[Handler], Handler]:
+        """One handler for GET and POST, as two routes so that each method has its own OpenAPI
+        operation id (the v0.0.63 client sends some reads as GET with a query, some as POST)."""
+
+        def register(handler: Handler) -> Handler:
+            for method in ("GET", "POST"):
+                router.add_api_route(path, handler, methods=[method], name=f"{handler.__name__}_{method.lower()}")
+            return handler
+
+        return register
 
     @router.post("/inference/chat-completion")
     async def chat_completion(request: ChatCompletionRequest) -> Response:
@@ -152,7 +167,7 @@ def llama_router(stack: Stack) -> APIRouter:
     async def session_create(request: CreateSessionRequest) -> Response:
         return json_response(await apis[Api.agents].create_session(request))
 
-    @router.api_route("/agents/session/get", methods=["GET", "POST"])
+    @get_and_post("/agents/session/get")
     async def session_get(request: Request) -> Response:
         params = await query_and_body(request, GetSessionRequest, lists=("turn_ids",))
         return json_response(await apis[Api.agents].get_session(params))
@@ -173,11 +188,11 @@ def llama_router(stack: Stack) -> APIRouter:
         payload = getattr(final.event.payload, "turn", None) if final is not None else None
         return json_response(payload)
 
-    @router.api_route("/agents/turn/get", methods=["GET", "POST"])
+    @get_and_post("/agents/turn/get")
     async def turn_get(request: Request) -> Response:
         return json_response(await apis[Api.agents].get_turn(await query_and_body(request, TurnRef)))
 
-    @router.api_route("/agents/step/get", methods=["GET", "POST"])
+    @get_and_post("/agents/step/get")
     async def step_get(request: Request) -> Response:
         return json_response(await apis[Api.agents].get_step(await query_and_body(request, StepRef)))
 

@@ -248,3 +248,11 @@ async def test_inspect_routes(client: httpx.AsyncClient) -> None:
         {"route": "/alpha/inference/chat-completion", "method": "POST", "provider_types": ["test::scripted"]}
     ]
     assert {"agents", "safety", "memory", "models", "shields", "memory_banks", "inspect"} <= set(routes)
+
+
+async def test_every_operation_in_the_openapi_document_has_its_own_id(client: httpx.AsyncClient) -> None:
+    # Client generators name a method after its operationId: two operations with one id collide.
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    ids = [operation["operationId"] for methods in paths.values() for operation in methods.values()]
+    assert len(ids) == len(set(ids)) and "/alpha/agents/session/get" in paths
+    assert set(paths["/alpha/agents/session/get"]) == {"get", "post"}
