@@ -134,6 +134,23 @@ async def test_invalid_body_names_the_field(client: httpx.AsyncClient) -> None:
     assert bad_sampling.status_code == 422 and "temperature" in bad_sampling.json()["error"]["message"]
 
 
+async def test_a_body_is_read_alike_whatever_json_content_type_it_names(client: httpx.AsyncClient) -> None:
+    # application/json takes the one-pass parse (server/params.py JsonBodyRoute); other spellings
+    # and types go through FastAPI's handler: the answers and the errors must not tell them apart.
+    good = json.dumps(chat_body("same")).encode()
+    missing = json.dumps({"model_id": "echo"}).encode()
+    answers, errors = [], []
+    for content_type in ("application/json", "application/json; charset=utf-8", "application/vnd.api+json"):
+        headers = {"content-type": content_type}
+        answers.append(await client.post("/alpha/inference/chat-completion", content=good, headers=headers))
+        errors.append(await client.post("/alpha/inference/chat-completion", content=missing, headers=headers))
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert len({a.text for a in answers}) == 1 and "echo: same" in answers[0].text
+    assert [e.status_code for e in errors] == [422, 422, 422] and len({e.text for e in errors}) == 1
+    plain = await client.post("/alpha/inference/chat-completion", content=good, headers={"content-type": "text/plain"})
+    assert plain.status_code == 422  # not JSON by its type, as FastAPI has it
+
+
 async def test_text_with_a_lone_surrogate_is_400_but_pairs_pass(client: httpx.AsyncClient) -> None:
     def body(text: bytes) -> bytes:
         return b'{"model_id": "echo", "messages": [{"role": "user", "content": "' + text + b'"}]}'
