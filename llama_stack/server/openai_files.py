@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from llama_stack.apis.errors import InvalidRequest
 from llama_stack.apis.files import Files, ListFilesRequest, NewFile
-from llama_stack.server.params import json_response, query_params
+from llama_stack.server.params import JsonBodyRoute, json_response, query_params
 
 # Text fields of the form (purpose, expires_after[...]) are short; a file part may be as large as
 # the request body itself, which RequestBodyGuard already bounds.
@@ -57,7 +57,7 @@ async def _read_upload(http: Request) -> tuple[NewFile, bytes]:
 
 
 def files_router(files: Files) -> APIRouter:
-    router = APIRouter(prefix="/v1/files")
+    router = APIRouter(prefix="/v1/files", route_class=JsonBodyRoute)
 
     @router.post("")
     async def create_file(http: Request) -> Response:

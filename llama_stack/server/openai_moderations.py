@@ -34,7 +34,7 @@ from llama_stack.apis.common import (
 from llama_stack.apis.errors import InvalidRequest, NotImplementedYet
 from llama_stack.apis.safety import RunShieldRequest, Safety
 from llama_stack.apis.shields import Shield, Shields
-from llama_stack.server.params import json_response
+from llama_stack.server.params import JsonBodyRoute, json_response
 
 LLAMA_GUARD = "inline::llama-guard"
 
@@ -165,7 +165,7 @@ class Moderations:
 
 
 def moderations_router(moderations: Moderations) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=JsonBodyRoute)
 
     @router.post("/moderations")
     async def create_moderation(body: ModerationRequest) -> Response:

@@ -17,7 +17,7 @@ from llama_stack.apis.responses import (
     UpdateConversationRequest,
 )
 from llama_stack.apis.safety import Guardrails
-from llama_stack.server.params import json_response, query_params
+from llama_stack.server.params import JsonBodyRoute, json_response, query_params
 from llama_stack.server.responses.service import Conversations, Responses
 from llama_stack.server.responses.turn import ChatStream
 from llama_stack.server.sse import sse_response
@@ -36,7 +36,7 @@ def _error_frame(error: BaseException) -> bytes:
 
 
 def responses_router(responses: Responses, chat_for: ChatFor) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=JsonBodyRoute)
 
     @router.post("/responses")
     async def create_response(body: CreateResponseRequest) -> Response:
@@ -72,7 +72,7 @@ def responses_router(responses: Responses, chat_for: ChatFor) -> APIRouter:
 
 
 def conversations_router(conversations: Conversations) -> APIRouter:
-    router = APIRouter(prefix="/v1/conversations")
+    router = APIRouter(prefix="/v1/conversations", route_class=JsonBodyRoute)
 
     @router.post("")
     async def create(body: CreateConversationRequest) -> Response:

@@ -17,11 +17,11 @@ from llama_stack.apis.vector_stores import (
     UpdateVectorStoreRequest,
     VectorStores,
 )
-from llama_stack.server.params import json_response, query_params
+from llama_stack.server.params import JsonBodyRoute, json_response, query_params
 
 
 def vector_stores_router(stores: VectorStores) -> APIRouter:
-    router = APIRouter(prefix="/v1/vector_stores")
+    router = APIRouter(prefix="/v1/vector_stores", route_class=JsonBodyRoute)
 
     @router.post("")
     async def create(body: CreateVectorStoreRequest) -> Response:

@@ -84,7 +84,9 @@ class JsonBodyRoute(APIRoute):
             or dependant.cookie_params
             or dependant.dependencies
             or dependant.request_param_name
-            or any(p.field_info.annotation is not str for p in dependant.path_params)
+            # Path parameters with constraints, and an embedded body, are FastAPI's to check.
+            or any(p.field_info.annotation is not str or p.field_info.metadata for p in dependant.path_params)
+            or getattr(dependant.body_params[0].field_info, "embed", False)
             or not _returns_response(self.endpoint)
         ):
             return None

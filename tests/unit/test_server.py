@@ -8,14 +8,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import fastapi
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
+from starlette.responses import Response
 from starlette.routing import Match
 
 from llama_stack.distribution.resolver import build_stack
 from llama_stack.distribution.spec import parse_run_config
 from llama_stack.server.app import create_app
+from llama_stack.server.params import JsonBodyRoute, json_response
+
+
+class Item(BaseModel):
+    n: int
 
 
 def config(tmp_path: Path, **server: Any) -> dict[str, Any]:
@@ -273,3 +281,24 @@ async def test_every_operation_in_the_openapi_document_has_its_own_id(client: ht
     ids = [operation["operationId"] for methods in paths.values() for operation in methods.values()]
     assert len(ids) == len(set(ids)) and "/alpha/agents/session/get" in paths
     assert set(paths["/alpha/agents/session/get"]) == {"get", "post"}
+
+
+async def test_routes_the_one_pass_parse_cannot_serve_keep_fastapis_checks() -> None:
+    # A constrained path parameter and an embedded body are FastAPI's to read (JsonBodyRoute).
+    router = fastapi.APIRouter(route_class=JsonBodyRoute)
+
+    @router.post("/items/{name}")
+    async def named(item: Item, name: str = fastapi.Path(pattern="^[a-z]+$")) -> Response:
+        return json_response({"name": name, "n": item.n})
+
+    @router.post("/wrapped")
+    async def wrapped(item: Item = fastapi.Body(embed=True)) -> Response:
+        return json_response({"n": item.n})
+
+    app = fastapi.FastAPI()
+    app.router.routes.extend(router.routes)  # as create_app places the faces' routes
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http:
+        assert (await http.post("/items/abc", json={"n": 1})).json() == {"name": "abc", "n": 1}
+        assert (await http.post("/items/ABC", json={"n": 1})).status_code == 422
+        assert (await http.post("/wrapped", json={"item": {"n": 2}})).json() == {"n": 2}
+        assert (await http.post("/wrapped", json={"n": 2})).status_code == 422
