@@ -17,13 +17,18 @@ the machine has is measured: all-MiniLM-L6-v2 (English only, inline::sentence-tr
 Universal Sentence Encoder multilingual v3 (inline::universal-sentence-encoder). The last lines
 are each model's embedding speed on this set's texts.
 
-    python -m benchmarks.bench_retrieval_quality [--models all-MiniLM-L6-v2,universal-sentence-encoder-multilingual-3]
+    python -m benchmarks.bench_retrieval_quality [--group 5] \\
+        [--models all-MiniLM-L6-v2,universal-sentence-encoder-multilingual-3]
+
+--group N joins the documents N to a chunk (unrelated topics side by side, as in a chunk of a real
+file), so each answer sits inside a longer text; a question then needs the chunk holding it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import importlib.util
 import json
 import tempfile
@@ -89,8 +94,23 @@ async def load_embedder(model: str) -> tuple[Any, int]:
     return provider, int(registered.metadata["embedding_dimension"])
 
 
-async def evaluate(modes: tuple[str | None, ...] = MODES, model: str = MINILM) -> dict[str | None, dict[str, float]]:
-    """recall@3 per mode and category, the bank's vectors from `model`."""
+def grouped(documents: list[dict[str, str]], size: int) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The documents joined `size` at a time into longer ones (in a fixed shuffled order, so one
+    holds unrelated topics, as a chunk of a real file does), and which group holds each document."""
+    if size == 1:
+        return documents, {d["id"]: d["id"] for d in documents}
+    order = sorted(documents, key=lambda d: hashlib.sha256(d["id"].encode()).hexdigest())
+    groups = [order[i : i + size] for i in range(0, len(order), size)]
+    joined = [{"id": f"group-{n}", "text": " ".join(d["text"] for d in group)} for n, group in enumerate(groups)]
+    return joined, {d["id"]: f"group-{n}" for n, group in enumerate(groups) for d in group}
+
+
+async def evaluate(
+    modes: tuple[str | None, ...] = MODES, model: str = MINILM, group: int = 1
+) -> dict[str | None, dict[str, float]]:
+    """recall@3 per mode and category, the bank's vectors from `model`. With `group` > 1 the bank
+    holds the documents joined that many to a chunk, and a question is answered by the chunk
+    holding its document."""
     from llama_stack.providers.memory.faiss import FaissMemoryConfig
     from llama_stack.providers.memory.faiss import get_provider_impl as faiss_provider
 
@@ -112,11 +132,13 @@ async def evaluate(modes: tuple[str | None, ...] = MODES, model: str = MINILM) -
                 chunk_size_in_tokens=512,
             )
             await engine.register_memory_bank(bank)
-            documents = [{"document_id": d["id"], "content": d["text"], "metadata": {}} for d in data["documents"]]
+            texts, holder = grouped(data["documents"], group)
+            documents = [{"document_id": d["id"], "content": d["text"], "metadata": {}} for d in texts]
             await engine.insert_documents(
                 InsertDocumentsRequest.model_validate({"bank_id": "hard", "documents": documents})
             )
-            return {mode: await _recall(engine, data["queries"], mode) for mode in modes}
+            queries = [{**q, "answer": holder[q["answer"]]} for q in data["queries"]]
+            return {mode: await _recall(engine, queries, mode) for mode in modes}
         finally:
             await engine.shutdown()
             await embedder.shutdown()
@@ -166,7 +188,11 @@ async def embedding_speed(model: str, repeats: int = 3) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated embedding models")
-    models = [name for name in parser.parse_args().models.split(",") if name]
+    parser.add_argument(
+        "--group", type=int, default=1, help="join documents this many to a chunk (answers inside longer chunks)"
+    )
+    args = parser.parse_args()
+    models = [name for name in args.models.split(",") if name]
     unknown = [name for name in models if name not in MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; known: {', '.join(MODELS)}")
@@ -179,12 +205,13 @@ def main() -> None:
         if not available(model):
             print(f"{model}: skipped, needs {', '.join(MODELS[model])}\n")
             continue
-        table = asyncio.run(evaluate(model=model))
-        print(f"recall@{K}, {len(data['documents'])} documents, {model}, inline::faiss")
-        print(f"{'mode':<16}" + "".join(f"{f'{c} ({counts[c]})':>22}" for c in CATEGORIES))
+        table = asyncio.run(evaluate(model=model, group=args.group))
+        shape = "" if args.group == 1 else f" joined {args.group} to a chunk"
+        print(f"recall@{K}, {len(data['documents'])} documents{shape}, {model}, inline::faiss")
+        print(f"{'mode':<16}" + "".join(f"{f'{c} ({counts[c]})':>24}" for c in CATEGORIES))
         for mode, recalls in table.items():
             name = "default (none)" if mode is None else mode
-            print(f"{name:<16}" + "".join(f"{recalls[c]:>22.2f}" for c in CATEGORIES))
+            print(f"{name:<16}" + "".join(f"{recalls[c]:>24.2f}" for c in CATEGORIES))
         print()
         speeds[model] = asyncio.run(embedding_speed(model))
     for model, speed in speeds.items():
