@@ -90,7 +90,8 @@ async def model_vectors(model: str, texts: list[str]) -> np.ndarray:
     finally:
         await embedder.shutdown()
     vectors = np.asarray(response.embeddings, dtype=np.float64)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit
 
 
 def recall_table(model: str) -> dict[tuple[float, float, float], dict[str, float]]:
