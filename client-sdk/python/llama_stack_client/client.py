@@ -23,13 +23,14 @@ from .streaming import AsyncStream, Stream
 
 T = TypeVar("T")
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+S = TypeVar("S")  # how a twin waits between retries: time.sleep, or asyncio.sleep
 
 DEFAULT_BASE_URL = "http://localhost:5000"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 PROVIDER_DATA_HEADER = "X-LlamaStack-ProviderData"
 
 
-class BaseClient(Generic[H]):
+class BaseClient(Generic[H, S]):
     """`base_url` defaults to $LLAMA_STACK_BASE_URL, then http://localhost:5000; `api_key` to
     $LLAMA_STACK_API_KEY (sent as a bearer token). `provider_data` (e.g. {"together_api_key": ...})
     goes to the providers in the X-LlamaStack-ProviderData header. `timeout` is in seconds or an
@@ -37,19 +38,28 @@ class BaseClient(Generic[H]):
     Retry-After is waited out up to `max_retry_after_s`; beyond it the call fails at once with the
     server's error rather than retry early."""
 
+    inference: Inference[Self]
+    safety: Safety[Self]
+    memory: Memory[Self]
+    models: Models[Self]
+    shields: Shields[Self]
+    memory_banks: MemoryBanks[Self]
+    agents: Agents[Self]
+    inspect: Inspect[Self]
+
     def __init__(
         self,
-        http: H,
+        base_url: str | None = None,
         *,
-        base_url: str | None,
-        api_key: str | None,
-        timeout: float | httpx.Timeout,
-        max_retries: int,
-        max_retry_after_s: float,
-        provider_data: Mapping[str, Any] | None,
-        default_headers: Mapping[str, str] | None,
-        clock: Callable[[], float],
-        owns_http: bool,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
+        provider_data: Mapping[str, Any] | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: H | None = None,
+        sleep: S | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.base_url = (base_url or os.environ.get("LLAMA_STACK_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("LLAMA_STACK_API_KEY")
@@ -58,8 +68,44 @@ class BaseClient(Generic[H]):
         self.provider_data = dict(provider_data) if provider_data else None
         self.default_headers = dict(default_headers or {})
         self.retry_policy = RetryPolicy(clock=clock, max_retry_after_s=max_retry_after_s)
-        self._http: H = http
-        self._owns_http = owns_http
+        self._owns_http = http_client is None
+        self._http: H = http_client if http_client is not None else self._new_http()
+        self._sleep: S = sleep if sleep is not None else self._default_sleep()
+        self.inference = Inference(self)
+        self.safety = Safety(self)
+        self.memory = Memory(self)
+        self.models = Models(self)
+        self.shields = Shields(self)
+        self.memory_banks = MemoryBanks(self)
+        self.agents = Agents(self)
+        self.inspect = Inspect(self)
+
+    def _new_http(self) -> H:
+        raise NotImplementedError
+
+    def _default_sleep(self) -> S:
+        raise NotImplementedError
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        provider_data: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """A client sharing this one's connections, with some options changed."""
+        return type(self)(
+            self.base_url,
+            api_key=self.api_key,
+            timeout=timeout if timeout is not None else self.timeout,
+            max_retries=max_retries if max_retries is not None else self.max_retries,
+            max_retry_after_s=self.retry_policy.max_retry_after_s,
+            provider_data=provider_data if provider_data is not None else self.provider_data,
+            default_headers=self.default_headers,
+            http_client=self._http,
+            sleep=self._sleep,
+            clock=self.retry_policy.clock,
+        )
 
     @property
     def headers(self) -> dict[str, str]:
@@ -120,70 +166,16 @@ class BaseClient(Generic[H]):
                 body=response.text,
             ) from error
 
-    def _options(self, timeout: float | httpx.Timeout | None, max_retries: int | None) -> dict[str, Any]:
-        return {
-            "base_url": self.base_url,
-            "api_key": self.api_key,
-            "timeout": timeout if timeout is not None else self.timeout,
-            "max_retries": max_retries if max_retries is not None else self.max_retries,
-            "max_retry_after_s": self.retry_policy.max_retry_after_s,
-            "default_headers": self.default_headers,
-            "clock": self.retry_policy.clock,
-        }
 
-
-class LlamaStackClient(BaseClient[httpx.Client]):
+class LlamaStackClient(BaseClient[httpx.Client, Callable[[float], None]]):
     """The synchronous client. Pass `http_client` to bring your own httpx.Client (a proxy, a
     MockTransport); `sleep` and `clock` are the waits between retries and the wall clock."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = 2,
-        max_retry_after_s: float = MAX_RETRY_AFTER_S,
-        provider_data: Mapping[str, Any] | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        owns_http = http_client is None
-        super().__init__(
-            http_client or httpx.Client(),
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_retry_after_s=max_retry_after_s,
-            provider_data=provider_data,
-            default_headers=default_headers,
-            clock=clock,
-            owns_http=owns_http,
-        )
-        self._sleep = sleep
-        self.inference = Inference(self)
-        self.safety = Safety(self)
-        self.memory = Memory(self)
-        self.models = Models(self)
-        self.shields = Shields(self)
-        self.memory_banks = MemoryBanks(self)
-        self.agents = Agents(self)
-        self.inspect = Inspect(self)
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client()
 
-    def with_options(
-        self,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        provider_data: Mapping[str, Any] | None = None,
-    ) -> LlamaStackClient:
-        """A client sharing this one's connections, with some options changed."""
-        data = provider_data if provider_data is not None else self.provider_data
-        options = self._options(timeout, max_retries)
-        return LlamaStackClient(**options, provider_data=data, http_client=self._http, sleep=self._sleep)
+    def _default_sleep(self) -> Callable[[float], None]:
+        return time.sleep
 
     def _send(self, call: Call[Any] | StreamCall[Any], stream: bool) -> httpx.Response:
         request = self._build_request(call)
@@ -219,57 +211,15 @@ class LlamaStackClient(BaseClient[httpx.Client]):
         self.close()
 
 
-class AsyncLlamaStackClient(BaseClient[httpx.AsyncClient]):
+class AsyncLlamaStackClient(BaseClient[httpx.AsyncClient, Callable[[float], Awaitable[None]]]):
     """The asyncio twin of LlamaStackClient: every method returns an awaitable; streams are
     `async for` iterators."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | None = None,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        max_retries: int = 2,
-        max_retry_after_s: float = MAX_RETRY_AFTER_S,
-        provider_data: Mapping[str, Any] | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        owns_http = http_client is None
-        super().__init__(
-            http_client or httpx.AsyncClient(),
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_retry_after_s=max_retry_after_s,
-            provider_data=provider_data,
-            default_headers=default_headers,
-            clock=clock,
-            owns_http=owns_http,
-        )
-        self._sleep = sleep
-        self.inference = Inference(self)
-        self.safety = Safety(self)
-        self.memory = Memory(self)
-        self.models = Models(self)
-        self.shields = Shields(self)
-        self.memory_banks = MemoryBanks(self)
-        self.agents = Agents(self)
-        self.inspect = Inspect(self)
+    def _new_http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient()
 
-    def with_options(
-        self,
-        *,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int | None = None,
-        provider_data: Mapping[str, Any] | None = None,
-    ) -> AsyncLlamaStackClient:
-        data = provider_data if provider_data is not None else self.provider_data
-        options = self._options(timeout, max_retries)
-        return AsyncLlamaStackClient(**options, provider_data=data, http_client=self._http, sleep=self._sleep)
+    def _default_sleep(self) -> Callable[[float], Awaitable[None]]:
+        return asyncio.sleep
 
     async def _send(self, call: Call[Any] | StreamCall[Any], stream: bool) -> httpx.Response:
         request = self._build_request(call)
