@@ -1,21 +1,25 @@
 """Keyword and hybrid search at scale, in one run:
 
 1. through the memory engine (inline::faiss with its default `auto` index + the SQLite kvstore),
-   query latency p50/p99 of mode "vector", "keyword" and "hybrid" over the same bank, k = 5. The
+   query latency p50/p99 of mode "vector", "keyword" and "hybrid" over the same bank, k = 5, and
+   keyword's and hybrid's p50 as a multiple of vector's (the target: at most 2x). The
    query embedding is a stand-in that returns a random unit vector at no cost, so every mode is
    timed without the embedding model (the same for all three); keyword and hybrid include the
    generation read each query makes (keyword_indexes.py);
-2. the BM25 index alone: search p50/p99 of the numpy inverted index (bm25.py) beside the pure-Python
-   index it replaced (bm25_python.py), searching the same queries over the same chunks;
+2. the BM25 index alone: search p50/p99 of the numpy inverted index (bm25.py) at k = 5, and p50 at
+   k = 50 (the depth hybrid search asks of it), beside the pure-Python index it replaced
+   (bm25_python.py), searching the same queries over the same chunks;
 3. the cost of keeping it: building the index from every chunk of the bank (what the first keyword
    query, or a replica that fell too far behind, pays), the memory the index holds (tracemalloc),
-   and inserting 100 one-chunk documents into the full index.
+   and inserting 100 one-chunk documents into the full index. Tracing memory builds the index a
+   second time under tracemalloc, which is slow: --memory-sizes limits it to some sizes.
 
 The corpus is synthetic English-like text: words drawn from a Zipf distribution over a 50,000-word
 vocabulary, 60 words a chunk; queries take 2 to 5 words from the same distribution, so some hit
 very common terms (long posting lists) and some rare ones.
 
     python -m benchmarks.bench_keyword_scale [--sizes 10000 100000] [--queries 200] [--python-sizes 10000 100000]
+        [--memory-sizes 10000 100000]
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ VOCABULARY = 50_000
 WORDS_PER_CHUNK = 60
 FILL_BATCH = 2000
 K = 5
+HYBRID_DEPTH = 50  # what hybrid search asks each side for at k = 5 (engine.HYBRID_CANDIDATES)
 
 
 class RandomEmbedder:
@@ -115,14 +120,17 @@ async def time_each_async(search: Callable[[str], Any], queries: list[str]) -> t
     return percentiles(timings)
 
 
-def measure_build(chunks: list[StoredChunk], make: Callable[[], Any]) -> tuple[Any, float, int]:
-    """The index, its build time, and the memory it holds (a second build, under tracemalloc, which
-    counts every allocation still alive after it; the chunks themselves are shared, not counted)."""
+def measure_build(chunks: list[StoredChunk], make: Callable[[], Any], trace: bool) -> tuple[Any, float, int | None]:
+    """The index, its build time, and (when `trace`) the memory it holds (a second build, under
+    tracemalloc, which counts every allocation still alive after it; the chunks themselves are
+    shared, not counted)."""
     gc.collect()
     started = time.perf_counter()
     index = make()
     index.add(chunks)
     seconds = time.perf_counter() - started
+    if not trace:
+        return index, seconds, None
     tracemalloc.start()
     traced = make()
     traced.add(chunks)
@@ -137,15 +145,21 @@ def measure_build(chunks: list[StoredChunk], make: Callable[[], Any]) -> tuple[A
 class Measured:
     index: Any
     build_s: float
-    memory: int
+    memory: int | None
     p50: float
     p99: float
+    p50_hybrid_depth: float
 
 
-def measure_index(chunks: list[StoredChunk], make: Callable[[], Any], queries: list[str]) -> Measured:
-    index, build_s, memory = measure_build(chunks, make)
+def measure_index(chunks: list[StoredChunk], make: Callable[[], Any], queries: list[str], trace: bool) -> Measured:
+    index, build_s, memory = measure_build(chunks, make, trace)
     p50, p99 = time_each(lambda query: index.search(query, K, {}), queries)
-    return Measured(index, build_s, memory, p50, p99)
+    p50_deep, _ = time_each(lambda query: index.search(query, HYBRID_DEPTH, {}), queries)
+    return Measured(index, build_s, memory, p50, p99, p50_deep)
+
+
+def mebibytes(memory: int | None) -> str:
+    return "not traced" if memory is None else f"{memory / 2**20:.0f} MiB"
 
 
 async def engine_modes(state: Path, chunks: list[StoredChunk], queries: list[str]) -> dict[str, tuple[float, float]]:
@@ -196,14 +210,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--python-sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=None, help="default: every size")
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
+    memory_sizes = args.sizes if args.memory_sizes is None else args.memory_sizes
     rng = np.random.default_rng(0)
     words = vocabulary(rng)
     queries = make_queries(rng, words, args.queries)
     print(f"k={K}, {args.queries} queries of 2-5 Zipf words, {WORDS_PER_CHUNK}-word chunks, vocabulary {VOCABULARY}")
     print("\n1. through the engine (inline::faiss, default index: exact below 20k chunks, approximate past), ms")
-    columns = ("vector p50", "keyword p50", "keyword p99", "hybrid p50", "hybrid p99")
+    columns = ("vector p50", "keyword p50", "keyword p99", "hybrid p50", "hybrid p99", "kw/vec p50", "hyb/vec p50")
     print(f"{'chunks':>9}" + "".join(f"{column:>12}" for column in columns))
     rows_2: list[str] = []
     rows_3: list[str] = []
@@ -213,8 +229,12 @@ def main() -> None:
             modes = asyncio.run(engine_modes(Path(folder), chunks, queries))
         vector, keyword, hybrid = modes["vector"], modes["keyword"], modes["hybrid"]
         figures = (vector[0], keyword[0], keyword[1], hybrid[0], hybrid[1])
-        print(f"{size:>9}" + "".join(f"{figure:>12.2f}" for figure in figures), flush=True)
-        new = measure_index(chunks, BM25Index, queries)
+        ratios = (keyword[0] / vector[0], hybrid[0] / vector[0])
+        print(
+            f"{size:>9}" + "".join(f"{figure:>12.2f}" for figure in figures) + "".join(f"{r:>11.2f}x" for r in ratios),
+            flush=True,
+        )
+        new = measure_index(chunks, BM25Index, queries, size in memory_sizes)
         extra = make_chunks(rng, words, size, 100)
         started = time.perf_counter()
         for chunk in extra:
@@ -223,14 +243,14 @@ def main() -> None:
         del new.index
         old, old_build = "not run", ""
         if size in args.python_sizes:
-            reference = measure_index(chunks, PythonBM25Index, queries)
+            reference = measure_index(chunks, PythonBM25Index, queries, size in memory_sizes)
             old = f"{reference.p50:>10.2f} {reference.p99:>10.2f}"
-            old_build = f"   pure-Python build {reference.build_s:6.1f} s, {reference.memory / 2**20:6.0f} MiB"
-        new_p50, new_p99, build_s, memory = new.p50, new.p99, new.build_s, new.memory
-        rows_2.append(f"{size:>9} {new_p50:>10.2f} {new_p99:>10.2f} {old}")
-        rows_3.append(f"{size:>9} {build_s:>9.1f} s {memory / 2**20:>9.0f} MiB {insert_ms:>10.1f} ms{old_build}")
-    print("\n2. the BM25 index alone, k=5, ms")
-    print(f"{'chunks':>9} {'numpy p50':>10} {'numpy p99':>10} {'python p50':>10} {'python p99':>10}")
+            old_build = f"   pure-Python build {reference.build_s:6.1f} s, {mebibytes(reference.memory)}"
+        new_p50, new_p99, build_s = new.p50, new.p99, new.build_s
+        rows_2.append(f"{size:>9} {new_p50:>10.2f} {new_p99:>10.2f} {new.p50_hybrid_depth:>10.2f} {old}")
+        rows_3.append(f"{size:>9} {build_s:>9.1f} s {mebibytes(new.memory):>13} {insert_ms:>10.1f} ms{old_build}")
+    print(f"\n2. the BM25 index alone, k={K} (and p50 at k={HYBRID_DEPTH}, hybrid's depth), ms")
+    print(f"{'chunks':>9} {'numpy p50':>10} {'numpy p99':>10} {'k=50 p50':>10} {'python p50':>10} {'python p99':>10}")
     print("\n".join(rows_2))
     print("\n3. keeping the numpy index: full build, memory it holds, 100 one-chunk inserts into the full index")
     print(f"{'chunks':>9} {'build':>11} {'memory':>13} {'100 inserts':>13}")

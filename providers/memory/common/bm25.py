@@ -3,10 +3,14 @@ compact arrays scored with numpy.
 
 Each chunk gets a row number. Each term (text_terms.py) has a posting list: the rows holding it and
 how often, two growable `array.array`s, so adding a chunk appends to the lists of its terms and
-costs nothing in proportion to the bank. A query turns the posting lists of its terms into numpy
-arrays, computes every posting's BM25 contribution in one vectorised expression per term and sums
-them per row with `np.bincount`: the work is the length of the query terms' posting lists, in C,
-instead of a Python loop over every matching chunk.
+costs nothing in proportion to the bank. Rows are appended in order, so every list is sorted.
+
+A query without filters does not score every posting of its terms (BM25Index._best): the rarest
+term's best rows set a floor, the commonest terms, whose whole weight stays under it, are looked up
+only for the few rows that can still reach the top k, and the other lists are read as cached
+per-posting factors (float32, one multiply a posting). Only the rows left are scored exactly. A
+query with filters scores every posting in one vectorised expression per term, summed per row
+with `np.bincount`, and walks the rows best first until k pass.
 
 Removing a chunk only marks its row dead (its postings stay until the next compaction, and the
 per-term document frequencies drop at once, so scores never count it). When dead rows outnumber
@@ -14,15 +18,18 @@ live ones the index rebuilds itself from its live chunks, which keeps the lists 
 
 Scores are the same floating-point numbers as the pure-Python reference (bm25_python.py): the
 formula is evaluated in the same order, in float64, and each row's contributions are summed in
-query-term order. Ties are broken by chunk key, as there.
+query-term order; the approximate factors only decide which rows are scored. Ties are broken by
+chunk key, as there.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +40,45 @@ from .types import Filters, ScoredChunk, StoredChunk, matches
 Key = tuple[str, int]
 # Compaction is not worth it for a few dead rows: only past this many, and past the live count.
 MIN_DEAD_TO_COMPACT = 1024
+# Pruning compares sums of the same contributions added in different orders: a relative margin
+# this wide is far above their rounding differences (about 1e-15) and far below any real gap.
+_MARGIN = 1e-9
+# Lists holding at least 1/_DENSE_SHARE as many postings as the index has rows merge by a count over
+# every row rather than by slots (measured: the crossover lies near a quarter).
+_DENSE_SHARE = 4
+# Partial scores come from float32 factors: each within this relative error of the exact value.
+_APPROXIMATION = 1e-5
+# Lists shorter than this are scored directly; longer ones keep their factors (4 bytes a posting).
+_CACHE_MIN_POSTINGS = 2048
+# A cached list's factors are recomputed once the averages they were computed at spread this much.
+_DRIFT = 1.01
+
+
+@dataclass(frozen=True)
+class _Factors:
+    values: NDArray[np.float32]
+    low: float  # the lowest and highest average length the values were computed at
+    high: float
+
+
+# A binary search for one row in a posting list costs about as much as this many postings read in
+# one pass (measured: ~80 ns against ~3 ns).
+_LOOKUP_COST = 24
+
+
+@dataclass(frozen=True)
+class _QueryTerm:
+    term_id: int
+    weight: float  # query frequency * idf, the reference's first product
+    postings: int  # length of its posting list, dead rows included: the work of scoring it
+
+
+# Rows and a value for each (scores, partial scores).
+_Scored = tuple[NDArray[np.intp], NDArray[np.float64]]
+
+
+def _kth_largest(values: NDArray[np.float64], k: int) -> float:
+    return float(np.partition(values, values.size - k)[values.size - k])
 
 
 class BM25Index:
@@ -55,6 +101,9 @@ class BM25Index:
         self.by_document: dict[str, list[Key]] = {}
         self.total_length = 0
         self.dead = 0
+        self._factor_cache: dict[int, _Factors] = {}  # term id -> its postings' factors (_factors)
+        self._scratch: NDArray[np.intp] | None = None  # see _take_slots
+        self._scratch_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -128,49 +177,276 @@ class BM25Index:
 
     def search(self, query: str, k: int, filters: Filters) -> list[ScoredChunk]:
         """Chunks sharing at least one term with `query`, by descending BM25 score."""
-        scores = self.scores(query)
-        if scores is None:
+        query_terms = self._query_terms(query)
+        if not query_terms:
             return []
-        hits = np.flatnonzero((scores > 0) & self.alive[: len(scores)])
-        return self._top(scores, hits, k, filters)
+        if filters:
+            # Which rows pass is known only row by row (matches() on each chunk's metadata), so
+            # every matching row is scored and _top walks them best first.
+            scores = self._dense_scores(query_terms)
+            hits = np.flatnonzero((scores > 0) & self.alive[: len(scores)])
+            return self._top(scores, hits, k, filters)
+        return self._best(query_terms, k)
 
     def ceiling(self, query: str) -> float:
         """The most a chunk can score for `query`, nearly: the sum over the query's terms that the
         bank holds of their weight at a saturated term frequency, idf * (k1 + 1)."""
-        count = len(self.rows)
-        total = 0.0
-        for term, query_frequency in Counter(terms(query)).items():
-            term_id = self.term_ids.get(term)
-            if term_id is not None and self.document_frequency[term_id] > 0:
-                holders = self.document_frequency[term_id]
-                total += query_frequency * math.log(1 + (count - holders + 0.5) / (holders + 0.5)) * (self.k1 + 1)
-        return total
+        return sum(term.weight * (self.k1 + 1) for term in self._query_terms(query))
 
     def scores(self, query: str) -> NDArray[np.float64] | None:
         """Every row's BM25 score for `query` (0 where it shares no term), or None if no row can match."""
+        query_terms = self._query_terms(query)
+        return self._dense_scores(query_terms) if query_terms else None
+
+    def _query_terms(self, query: str) -> list[_QueryTerm]:
+        """The query's terms that some live chunk holds, in the order the query first names them
+        (the order in which every score sums its terms' contributions, as the reference does)."""
         count = len(self.rows)
-        if count == 0:
-            return None
-        average = max(self.total_length / count, 1e-9)
-        k1, b = self.k1, self.b
-        all_rows: list[NDArray[np.int32]] = []
-        contributions: list[NDArray[np.float64]] = []
+        found: list[_QueryTerm] = []
         for term, query_frequency in Counter(terms(query)).items():
             term_id = self.term_ids.get(term)
             if term_id is None or self.document_frequency[term_id] == 0:
                 continue
             holders = self.document_frequency[term_id]
             idf = math.log(1 + (count - holders + 0.5) / (holders + 0.5))
-            rows = np.frombuffer(self.posting_rows[term_id], dtype=np.int32).copy()
-            tf = np.frombuffer(self.posting_counts[term_id], dtype=np.int32).astype(np.float64)
-            norm = tf + k1 * (1 - b + b * self.lengths[rows] / average)
-            contributions.append(query_frequency * idf * tf * (k1 + 1) / norm)
+            found.append(_QueryTerm(term_id, query_frequency * idf, len(self.posting_rows[term_id])))
+        return found
+
+    def _postings(self, term: _QueryTerm) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        """The term's posting rows (ascending: rows are appended in order) and counts, as views of
+        the growable arrays. A view stops those arrays from growing, so callers drop them before
+        returning; search never writes."""
+        return (
+            np.frombuffer(self.posting_rows[term.term_id], dtype=np.int32),
+            np.frombuffer(self.posting_counts[term.term_id], dtype=np.int32),
+        )
+
+    def _contributions(
+        self, weight: float | NDArray[np.float64], counts: NDArray[np.int32], rows: NDArray[np.int32]
+    ) -> NDArray[np.float64]:
+        """The term's share of these rows' scores: the reference's expression, operation for
+        operation, so every float is the same."""
+        k1, b = self.k1, self.b
+        average = max(self.total_length / len(self.rows), 1e-9)
+        tf = counts.astype(np.float64)
+        norm = tf + k1 * (1 - b + b * self.lengths[rows] / average)
+        contribution: NDArray[np.float64] = weight * tf * (k1 + 1) / norm
+        return contribution
+
+    def _dense_scores(self, query_terms: list[_QueryTerm]) -> NDArray[np.float64]:
+        all_rows: list[NDArray[np.int32]] = []
+        contributions: list[NDArray[np.float64]] = []
+        for term in query_terms:
+            rows, counts = self._postings(term)
+            contributions.append(self._contributions(term.weight, counts, rows))
             all_rows.append(rows)
-        if not all_rows:
-            return None
-        weights = np.concatenate(contributions)
-        scores = np.bincount(np.concatenate(all_rows), weights=weights, minlength=len(self.chunks))
+        # bincount adds each row's weights in input order: query-term order, as the reference.
+        scores = np.bincount(
+            np.concatenate(all_rows), weights=np.concatenate(contributions), minlength=len(self.chunks)
+        )
         return scores.astype(np.float64, copy=False)
+
+    def _best(self, query_terms: list[_QueryTerm], k: int) -> list[ScoredChunk]:
+        """The best k rows without scoring every posting of the query's terms (max-score pruning).
+
+        A term adds at most weight * (k1 + 1) to any chunk's score. The rarest term is scored first:
+        its k-th best row gives a floor under the k-th best score. The commonest terms (longest
+        lists, smallest idf) whose bounds add up to less than that floor are left out: a row
+        holding none of the other terms cannot reach the top k. The other terms are scored over
+        their whole lists. The k rows with the best partial scores are then scored in full, and
+        the least of their scores is a higher floor: only rows whose partial score plus all that
+        the left-out terms could add reaches it stay in the running. Their scores are summed
+        again in query-term order, each contribution evaluated exactly as the reference does (the
+        left-out terms looked up in their sorted lists), so scores and ties are the same floats as
+        scoring every row.
+
+        Partial scores are approximate (cached float32 factors, see _factors); every bound widens
+        by their worst error, so pruning never drops a row of the true top k.
+        """
+        pending = sorted(query_terms, key=lambda term: term.postings)
+        scored = [self._approximate(pending[0])]
+        slack = scored[0][2]  # partial scores are within this factor of the exact ones, either way
+        first = scored[0][1][self.alive[scored[0][0]]]
+        floor = _kth_largest(first, k) / slack if first.size >= k else 0.0
+        cut, left_out = len(pending), 0.0
+        while cut > 1 and (left_out + pending[cut - 1].weight) * (self.k1 + 1) * (1 + _MARGIN) < floor:
+            left_out += pending[cut - 1].weight
+            cut -= 1
+        rest = left_out * (self.k1 + 1) * (1 + _MARGIN)
+        for term in pending[1:cut]:
+            scored.append(self._approximate(term))
+            slack = max(slack, scored[-1][2])
+        rows, partial = self._merge([(rows, parts) for rows, parts, _ in scored])
+        del scored
+        if rows.size > k:
+            if rest == 0:  # every term scored: the k-th best partial score bounds the k-th score
+                floor = _kth_largest(partial, k) / slack
+            else:
+                floor = self._floor(query_terms, rows, partial, k)
+            rows = rows[partial * slack + rest >= floor]
+        final = self._exact_scores(query_terms, rows)
+        return self._ranked(rows, final, k)
+
+    def _approximate(self, term: _QueryTerm) -> tuple[NDArray[np.intp], NDArray[np.float64], float]:
+        """The term's posting rows, their approximate contributions, and the approximation's
+        bound (a factor >= 1 either way)."""
+        rows, factors, drift = self._factors(term)
+        return rows.astype(np.intp), np.multiply(factors, term.weight, dtype=np.float64), drift * (1 + _APPROXIMATION)
+
+    def _floor(
+        self, query_terms: list[_QueryTerm], rows: NDArray[np.intp], partial: NDArray[np.float64], k: int
+    ) -> float:
+        """At most the k-th best score: the least exact score of the k rows with the best partial
+        scores (less a rounding margin)."""
+        # Not np.argpartition: it slows down a hundredfold on the long runs of equal scores that
+        # equal-length chunks give. The k-th value is cheap to find, and ties at it are all alike.
+        kth = _kth_largest(partial, k)
+        above = np.flatnonzero(partial > kth)
+        level = np.flatnonzero(partial == kth)[: k - above.size]
+        leaders = rows[np.concatenate([above, level])]
+        return float(self._exact_scores(query_terms, leaders).min()) * (1 - _MARGIN)
+
+    def _factors(self, term: _QueryTerm) -> tuple[NDArray[np.int32], NDArray[np.float32], float]:
+        """The term's posting rows, each posting's tf * (k1 + 1) / norm in float32, and how far
+        those factors may be from the ones at today's average length (a factor >= 1).
+
+        The factors of a long list are cached: a query reads them instead of evaluating BM25 over
+        the list. The norm depends on the average chunk length, which every write moves, so each
+        cached entry remembers the lowest and highest average its factors were computed at; a
+        factor at average a' is within max(a'/a, a/a') of the one at a (only the length term of
+        the norm scales, by a/a'). Postings appended since are computed and added at today's
+        average; once the spread passes _DRIFT the entry is computed afresh."""
+        rows, counts = self._postings(term)
+        average = max(self.total_length / len(self.rows), 1e-9)
+        if term.postings < _CACHE_MIN_POSTINGS:
+            return rows, self._factor_values(counts, rows, average), 1.0
+        entry = self._factor_cache.get(term.term_id)
+        if entry is None or max(entry.high, average) / min(entry.low, average) > _DRIFT:
+            entry = _Factors(self._factor_values(counts, rows, average), average, average)
+            self._factor_cache[term.term_id] = entry
+        elif entry.values.size < rows.size:
+            start = entry.values.size
+            tail = self._factor_values(counts[start:], rows[start:], average)
+            entry = _Factors(np.concatenate([entry.values, tail]), min(entry.low, average), max(entry.high, average))
+            self._factor_cache[term.term_id] = entry
+        return rows, entry.values, max(entry.high / average, average / entry.low)
+
+    def _factor_values(self, counts: NDArray[np.int32], rows: NDArray[np.int32], average: float) -> NDArray[np.float32]:
+        k1, b = self.k1, self.b
+        tf = counts.astype(np.float32)
+        norm = tf + np.float32(k1) * (
+            np.float32(1 - b) + self.lengths[rows].astype(np.float32) * np.float32(b / average)
+        )
+        return (tf * np.float32(k1 + 1) / norm).astype(np.float32, copy=False)
+
+    def _merge(
+        self, scored: list[tuple[NDArray[np.intp], NDArray[np.float64]]]
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """The live rows holding any of these posting lists and the sum of their values.
+
+        Each row gets a slot, in a scratch array by row (-1: no slot), the first time a list
+        names it: the work is the postings', with no sorting and no pass over every row."""
+        postings = sum(rows.size for rows, _ in scored)
+        if len(scored) == 1:
+            rows, partial = scored[0]
+        elif postings * _DENSE_SHARE >= len(self.chunks):
+            # Lists about as long as the index: one count per row of the whole index is cheaper.
+            weights = np.concatenate([parts for _, parts in scored])
+            sums = np.bincount(
+                np.concatenate([rows for rows, _ in scored]), weights=weights, minlength=len(self.chunks)
+            )
+            rows = np.flatnonzero(sums)
+            partial = sums[rows].astype(np.float64, copy=False)
+        else:
+            slots = self._take_slots()
+            fresh_rows: list[NDArray[np.intp]] = []
+            try:
+                slot_lists: list[NDArray[np.intp]] = []
+                count = 0
+                for term_rows, _ in scored:
+                    term_slots = slots[term_rows]
+                    new = term_slots < 0
+                    fresh = term_rows[new]
+                    term_slots[new] = np.arange(count, count + fresh.size)
+                    slots[fresh] = term_slots[new]
+                    count += fresh.size
+                    fresh_rows.append(fresh)
+                    slot_lists.append(term_slots)
+                rows = np.concatenate(fresh_rows)
+                weights = np.concatenate([parts for _, parts in scored])
+                sums = np.bincount(np.concatenate(slot_lists), weights=weights, minlength=count)
+                partial = sums.astype(np.float64, copy=False)
+            finally:
+                for fresh in fresh_rows:
+                    slots[fresh] = -1
+                self._release_slots(slots)
+        live = self.alive[rows]
+        return rows[live], partial[live]
+
+    def _take_slots(self) -> NDArray[np.intp]:
+        """A scratch array of -1 per row. The index keeps one (searches run on one thread, but a
+        concurrent one gets its own) and callers hand it back with every entry -1 again."""
+        with self._scratch_lock:
+            slots, self._scratch = self._scratch, None
+        if slots is None or slots.size < len(self.chunks):
+            slots = np.full(max(len(self.chunks), 1024), -1, dtype=np.intp)
+        return slots
+
+    def _release_slots(self, slots: NDArray[np.intp]) -> None:
+        with self._scratch_lock:
+            self._scratch = slots
+
+    def _exact_scores(self, query_terms: list[_QueryTerm], rows: NDArray[np.intp]) -> NDArray[np.float64]:
+        """These rows' scores, summed in query-term order from contributions computed as the
+        reference computes them."""
+        needles = rows.astype(np.int32)  # the lists' own type: searching them then copies nothing
+        slots: NDArray[np.intp] | None = None
+        targets: list[NDArray[np.intp]] = []
+        weights: list[NDArray[np.float64]] = []
+        counts: list[NDArray[np.int32]] = []
+        holders: list[NDArray[np.int32]] = []
+        for term in query_terms:
+            term_rows, term_counts = self._postings(term)
+            if rows.size * _LOOKUP_COST < term.postings:
+                # A binary search per row in the term's sorted list.
+                found = np.minimum(np.searchsorted(term_rows, needles), term_rows.size - 1)
+                holds = term_rows[found] == needles
+                where, slots_of = found[holds], np.flatnonzero(holds)
+            else:
+                # Many rows: one pass over the list, reading each posting's slot among `rows`.
+                if slots is None:
+                    slots = np.full(len(self.chunks), -1, dtype=np.intp)
+                    slots[rows] = np.arange(rows.size)
+                posting_slots = slots[term_rows]
+                where = np.flatnonzero(posting_slots >= 0)
+                slots_of = posting_slots[where]
+            targets.append(slots_of)
+            weights.append(np.full(where.size, term.weight))
+            counts.append(term_counts[where])
+            holders.append(term_rows[where])
+            del term_rows, term_counts
+        # All terms' contributions in one expression: the same operations on the same values, with
+        # the weight an array element instead of a scalar, give the same floats. bincount then adds
+        # each row's contributions in input order, which is query-term order, as the reference.
+        contributions = self._contributions(np.concatenate(weights), np.concatenate(counts), np.concatenate(holders))
+        scores = np.bincount(np.concatenate(targets), weights=contributions, minlength=rows.size)
+        return scores.astype(np.float64, copy=False)
+
+    def _ranked(self, rows: NDArray[np.intp], scores: NDArray[np.float64], k: int) -> list[ScoredChunk]:
+        """The best k by descending score, ties by chunk key; only rows at or above the k-th best
+        score are sorted in Python."""
+        if rows.size > k:
+            cutoff = np.partition(scores, rows.size - k)[rows.size - k]
+            keep = scores >= cutoff
+            rows, scores = rows[keep], scores[keep]
+        chunks = self.chunks
+        # One tuple per row, compared in C: (-score, document_id, chunk_index) is the order.
+        ordered = sorted(
+            (-score, chunk.document_id, chunk.chunk_index, chunk)
+            for score, chunk in zip(scores.tolist(), [chunks[row] for row in rows.tolist()], strict=True)
+            if chunk is not None  # only live rows are candidates
+        )
+        return [ScoredChunk(chunk, -negated) for negated, _, _, chunk in ordered[:k]]
 
     def _top(self, scores: NDArray[np.float64], hits: NDArray[np.intp], k: int, filters: Filters) -> list[ScoredChunk]:
         """The best k of `hits` that pass `filters`. Only a few more than k are sorted in Python:

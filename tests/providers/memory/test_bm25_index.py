@@ -6,6 +6,7 @@ make keyword search find identifiers and accented words."""
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -71,3 +72,56 @@ def test_identifiers_are_found_however_they_are_written() -> None:
 
 def test_accents_and_case_do_not_matter() -> None:
     assert terms("Café CRÈME Überprüfung") == terms("cafe creme uberprufung")
+
+
+def zipf_chunks(rng: random.Random, vocabulary: list[str], start: int, count: int) -> list[StoredChunk]:
+    """Chunks whose words follow a Zipf law, so a few terms are in most chunks (the lists pruning
+    leaves out) and most are rare; lengths of 20 or 5 to 40 words: equal lengths tie scores."""
+    weights = [1 / rank for rank in range(1, len(vocabulary) + 1)]
+    chunks = []
+    for i in range(start, start + count):
+        length = 20 if i % 2 else rng.randrange(5, 40)
+        words = rng.choices(vocabulary, weights=weights, k=length)
+        chunks.append(StoredChunk(f"z{i % 900}", i // 900, " ".join(words), length, {"g": i % 3}))
+    return chunks
+
+
+@pytest.mark.parametrize(("cache_from", "drift"), [(1, 1.01), (1, 1.0), (10**9, 1.01)])
+def test_pruned_search_matches_the_reference_on_skewed_terms(
+    monkeypatch: pytest.MonkeyPatch, cache_from: int, drift: float
+) -> None:
+    """Top-k without scoring every posting (bm25.BM25Index._best) against the reference, over a
+    skewed vocabulary, many k and writes between queries that move the average length (so the
+    cached factors are extended, trusted within their drift, and recomputed)."""
+    monkeypatch.setattr(bm25, "_CACHE_MIN_POSTINGS", cache_from)
+    monkeypatch.setattr(bm25, "_DRIFT", drift)  # 1.0: recomputed whenever the average moved
+    rng = random.Random(11)
+    vocabulary = [f"w{rank}" for rank in range(400)]
+    fast, reference = BM25Index(), PythonBM25Index()
+    initial = zipf_chunks(rng, vocabulary, 0, 2500)
+    fast.add(initial)
+    reference.add(initial)
+    for step in range(120):
+        if step % 10 == 5:
+            changed = zipf_chunks(rng, vocabulary, rng.randrange(3000), rng.randrange(1, 60))
+            gone = [f"z{rng.randrange(900)}" for _ in range(rng.randrange(0, 20))]
+            fast.replace_documents(gone, changed)
+            reference.replace_documents(gone, changed)
+        query = " ".join(rng.choices(vocabulary[:3] + vocabulary[40:], k=rng.randrange(1, 6)))
+        for k in (1, 5, 50, 400):
+            got = [(r.chunk.key, r.score) for r in fast.search(query, k, {})]
+            assert got == [(r.chunk.key, r.score) for r in reference.search(query, k, {})], (query, k)
+
+
+def test_concurrent_searches_agree() -> None:
+    """Searches from several threads share the index's scratch array safely."""
+    rng = random.Random(3)
+    vocabulary = [f"w{rank}" for rank in range(200)]
+    index = BM25Index()
+    index.add(zipf_chunks(rng, vocabulary, 0, 2000))
+    queries = [" ".join(rng.choices(vocabulary, k=4)) for _ in range(40)]
+    expected = [[(r.chunk.key, r.score) for r in index.search(q, 20, {})] for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda q: [(r.chunk.key, r.score) for r in index.search(q, 20, {})], queries))
+            assert got == expected
