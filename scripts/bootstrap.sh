@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-EXTRAS="${1:-torch,embeddings,faiss,agents}"
+EXTRAS="${1:-torch,embeddings,multilingual-embeddings,faiss,agents}"
 TORCH_VERSION="2.13.0"
 
 if [ ! -x .venv/bin/python ]; then

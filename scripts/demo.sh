@@ -4,7 +4,7 @@
 # the server's) and its semgrep-core on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh "torch,embeddings,faiss,agents"
+bash scripts/bootstrap.sh "torch,embeddings,multilingual-embeddings,faiss,agents"
 SEMGREP_BIN="$(bash scripts/install-codeshield.sh)"
 export PATH="$SEMGREP_BIN:$PATH"
 exec .venv/bin/llama stack run demo "$@"

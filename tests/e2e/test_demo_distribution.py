@@ -43,6 +43,9 @@ def semgrep_core() -> str:
     return found
 
 
+USE = "universal-sentence-encoder-multilingual-3"  # the demo's first embedding model
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("demo")
@@ -86,6 +89,7 @@ def test_curl_style_requests(demo: str) -> None:
         SMOL: "llm",
         "tiny-random-llama-3": "llm",
         "all-MiniLM-L6-v2": "embedding",
+        USE: "embedding",
     }
     response = httpx.post(
         f"{demo}/alpha/inference/chat-completion",
@@ -142,7 +146,7 @@ def test_the_demo_model_completes_text(demo: str) -> None:
 
 def test_official_client_against_the_demo(demo: str) -> None:
     client = LlamaStackClient(base_url=demo, timeout=60)
-    assert {m.identifier for m in client.models.list()} == {SMOL, "tiny-random-llama-3", "all-MiniLM-L6-v2"}
+    assert {m.identifier for m in client.models.list()} == {SMOL, "tiny-random-llama-3", "all-MiniLM-L6-v2", USE}
 
     params = {"strategy": "greedy", "max_tokens": 12}
     messages = [{"role": "user", "content": "Tell me about llamas"}]
@@ -320,6 +324,22 @@ def test_the_openai_surface_on_the_demo(demo: str) -> None:
     assert len(client.conversations.items.list(conversation.id).data) == 2
 
     insecure = "import hashlib\n\ndef digest(password):\n    return hashlib.md5(password.encode()).hexdigest()\n"
+    # A vector store made without an embedding model embeds with the multilingual one the demo
+    # registers first: German and French questions find the English document that answers them.
+    documents = {
+        "bees.txt": b"Honey bees pollinate fruit trees and live in hives of up to sixty thousand workers.",
+        "tides.txt": b"Tides rise and fall twice a day, pulled by the gravity of the moon and the sun.",
+        "bread.txt": b"Sourdough bread rises slowly because wild yeast ferments the dough overnight.",
+    }
+    files = [client.files.create(file=(name, text), purpose="assistants").id for name, text in documents.items()]
+    shelf = client.vector_stores.create(name="multilingual", file_ids=files)
+    for question, expected in [
+        ("Wie viele Arbeiterinnen leben in einem Bienenstock?", "bees.txt"),
+        ("Pourquoi la mer monte-t-elle deux fois par jour ?", "tides.txt"),
+        ("¿Por qué el pan de masa madre sube despacio?", "bread.txt"),
+    ]:
+        assert client.vector_stores.search(vector_store_id=shelf.id, query=question).data[0].filename == expected
+
     moderation = client.moderations.create(model="code_scanner", input=insecure)
     assert moderation.results[0].flagged
     with pytest.raises(openai.BadRequestError, match="SAFETY_MODEL"):
