@@ -2,7 +2,7 @@
 
 1. insert throughput (chunks/s) of the whole insert path (chunking, MiniLM embeddings through the
    inference router, storing) for FAISS, sqlite-vec and pgvector, against raw sentence-transformers
-   encoding of the same chunks with the same batch size in the same run (target: >= 0.85 of raw).
+   encoding of the same chunks with the same batch size in the same run (target: >= 0.9 of raw).
    Raw encoding and the backends take turns request by request, so a busy machine slows them alike;
 2. search latency p50/p95 at 10k and 100k chunks for the same backends. These banks are filled
    with RANDOM UNIT VECTORS written straight to each vector store (no embedding model, to keep the
@@ -69,16 +69,26 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @contextmanager
-def postgres(dsn: str | None) -> Iterator[str]:
+def postgres(dsn: str | None, shared_buffers: str | None = None) -> Iterator[str]:
+    """`dsn`, else a pgserver Postgres in a temporary folder, restarted with `shared_buffers` when
+    given (pgserver keeps Postgres's 128MB default, less than a 100k-chunk HNSW index)."""
     if dsn is not None:
         yield dsn
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from pgserver import _commands
         from pgserver.postgres_server import get_server
+    commands: Any = _commands  # pg_ctl is generated at import, unseen by type checkers
     folder = Path(tempfile.mkdtemp(prefix="bench-memory-pg-"))
     server = get_server(folder, cleanup_mode="delete")
     try:
+        if shared_buffers:
+            import psycopg
+
+            with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+                conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+            commands.pg_ctl(["-w", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
         yield server.get_uri()
     finally:
         server.cleanup()
@@ -237,8 +247,7 @@ async def insert_throughput(args: argparse.Namespace, state: Path, dsn: str) -> 
         for backend in stacks:
             rate = n / seconds[backend]
             print(
-                f"  {backend:<14} insert_documents: {rate:7.1f} chunks/s = {rate / raw_rate:.2f} of raw"
-                " (target >= 0.85)"
+                f"  {backend:<14} insert_documents: {rate:7.1f} chunks/s = {rate / raw_rate:.2f} of raw (target >= 0.9)"
             )
         from llama_stack.apis.inference import EmbeddingsRequest
 

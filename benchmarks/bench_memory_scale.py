@@ -8,8 +8,14 @@ Qdrant's upserts), then time N unfiltered k=10 searches; print
 - vs embed: (embedding + store insert) / embedding alone for the same chunks, where the embedding
   rate is all-MiniLM-L6-v2 (sentence-transformers, batch 32) on real chunk text measured in this
   run: the share of raw embedding throughput an insert keeps (target >= 0.9);
-- p50 / p99 of the store's search (the query's own embedding, one MiniLM call, is not included);
+- p50 / p99 of the store's search (the query's own embedding, one MiniLM call, is not included),
+  with the default search setting (FAISS HNSW's ef_search, IVF's probe count, pgvector's
+  hnsw.ef_search derived from k), then again on the same index with each value of --hnsw-efs,
+  --ivf-probes and --pg-efs (rows without a build time): the speed/recall trade-off in one run;
 - recall@10: the share of the exact top 10 (numpy over the same vectors, in this run) found;
+- CPU ms/query: CPU time the search took, in this process and (pgvector) in the Postgres backends
+  serving it, per query: what a query costs on an idle core, where p50 also counts the waits for
+  a core on a loaded machine;
 - index B/chunk: bytes of the vector index per chunk (FAISS: the serialised index plus ids; pgvector:
   table + indexes, so also the text; Qdrant local: its folder), and RSS B/chunk for in-process stores.
 
@@ -17,7 +23,9 @@ Vectors are SYNTHETIC, 384-dimensional unit vectors drawn around 1,000 cluster c
 32-dimensional spread plus isotropic noise (embeddings of real text are clustered and of low
 intrinsic dimension; uniform random vectors are not, and no index beats a scan on them). Queries
 are fresh draws from the same distribution. Postgres comes from pgserver unless --pg-dsn.
-Qdrant runs in qdrant-client's local mode, which has no HNSW (it always scans).
+Qdrant runs in qdrant-client's local mode, which has no HNSW (it always scans). For pgvector's
+HNSW bank the run also prints the plan of one query (EXPLAIN ANALYZE of the provider's statement):
+the scan node and the pages it read.
 
     python -m benchmarks.bench_memory_scale                        # 100k per backend, 1M for FAISS
     python -m benchmarks.bench_memory_scale --size 20000 --million 0 --queries 50   # a quick run
@@ -82,23 +90,63 @@ def exact_top(vectors: Vectors, queries: Vectors) -> list[set[int]]:
 class Row:
     label: str
     size: int
-    build_s: float
-    insert_rate: float
-    p50_ms: float
-    p99_ms: float
-    recall: float
-    index_bytes: float
+    build_s: float | None  # None: a second setting searched on an index built for an earlier row
+    p50_ms: float | None  # None: a row of inserts only
+    p99_ms: float | None
+    recall: float | None
+    cpu_ms: float | None
+    index_bytes: float | None
     rss_bytes: float | None
 
+    @property
+    def insert_rate(self) -> float | None:
+        return None if self.build_s is None else self.size / self.build_s
 
-async def fill(store: VectorStore, vectors: Vectors) -> float:
+
+async def fill(store: VectorStore, vectors: Vectors, first: int = 0) -> float:
+    """Seconds to insert `vectors` as documents of FILL_BATCH chunks; chunk n's text is str(first + n)."""
     started = time.perf_counter()
-    for start in range(0, len(vectors), FILL_BATCH):
-        part = vectors[start : start + FILL_BATCH]
+    for start in range(first, first + len(vectors), FILL_BATCH):
+        part = vectors[start - first : start - first + FILL_BATCH]
         name = f"d{start // FILL_BATCH}"
         chunks = [StoredChunk(name, i, str(start + i), 64, {}) for i in range(len(part))]
         await store.replace_documents(BANK, [name], chunks, part)
     return time.perf_counter() - started
+
+
+ServerCpu = Callable[[], float]  # CPU seconds used so far by the server processes answering the store
+
+
+def no_server() -> float:
+    return 0.0  # an in-process store: its CPU is this process's
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes, from /proc (clock ticks: 10 ms resolution)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a backend that has gone
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def search_timings(
+    store: VectorStore, queries: Vectors, exact: list[set[int]], server: ServerCpu
+) -> tuple[float, float, float, float]:
+    """p50 ms, p99 ms, recall@10 and CPU ms per query of unfiltered k=10 searches, after a warm-up."""
+    await store.search(BANK, queries[:1], K, {})
+    timings, found = [], 0
+    cpu_before = time.process_time() + server()
+    for query, truth in zip(queries, exact, strict=True):
+        started = time.perf_counter()
+        hits = await store.search(BANK, query[None, :], K, {})
+        timings.append((time.perf_counter() - started) * 1000)
+        found += len(truth & {int(hit.chunk.content) for hit in hits})
+    cpu_ms = (time.process_time() + server() - cpu_before) * 1000 / len(queries)
+    return percentile(timings, 0.5), percentile(timings, 0.99), found / (K * len(queries)), cpu_ms
 
 
 async def measure(
@@ -108,42 +156,49 @@ async def measure(
     queries: Vectors,
     exact: list[set[int]],
     size_of: Callable[[], float],
+    server: ServerCpu = no_server,
 ) -> Row:
     before = rss_mb(os.getpid())
     await store.open_bank(BANK, DIMENSION)
     build_s = await fill(store, vectors)
     rss = (rss_mb(os.getpid()) - before) * 2**20 / len(vectors)
-    await store.search(BANK, queries[:1], K, {})  # warm-up
-    timings, found = [], 0
-    for query, truth in zip(queries, exact, strict=True):
-        started = time.perf_counter()
-        hits = await store.search(BANK, query[None, :], K, {})
-        timings.append((time.perf_counter() - started) * 1000)
-        found += len(truth & {int(hit.chunk.content) for hit in hits})
+    p50, p99, recall, cpu_ms = await search_timings(store, queries, exact, server)
     index_bytes = await asyncio.to_thread(size_of)
-    return Row(
-        label,
-        len(vectors),
-        build_s,
-        len(vectors) / build_s,
-        percentile(timings, 0.5),
-        percentile(timings, 0.99),
-        found / (K * len(queries)),
-        index_bytes / len(vectors),
-        rss,
-    )
+    return Row(label, len(vectors), build_s, p50, p99, recall, cpu_ms, index_bytes / len(vectors), rss)
+
+
+async def resettings(
+    label: str,
+    store: VectorStore,
+    settings: VectorIndexConfig,
+    size: int,
+    queries: Vectors,
+    exact: list[set[int]],
+    server: ServerCpu = no_server,
+) -> Row:
+    """The filled bank searched again under other settings of the same index kind (no rebuild)."""
+    store.choose_index(BANK, settings)
+    await store.open_bank(BANK, DIMENSION)  # an open bank takes its new settings
+    p50, p99, recall, cpu_ms = await search_timings(store, queries, exact, server)
+    return Row(label, size, None, p50, p99, recall, cpu_ms, None, None)
 
 
 def folder_bytes(folder: Path, pattern: str = "**/*") -> float:
     return float(sum(p.stat().st_size for p in folder.glob(pattern) if p.is_file()))
 
 
-async def faiss_row(kind: str, vectors: Vectors, queries: Vectors, exact: list[set[int]], state: Path) -> Row:
+async def faiss_rows(
+    kind: str, vectors: Vectors, queries: Vectors, exact: list[set[int]], state: Path, sweep: list[int]
+) -> list[Row]:
+    """The bank built with the provider's defaults, then searched with each value of `sweep`
+    (HNSW: ef_search; IVF: probe count)."""
+    from llama_stack.providers.memory.faiss.ann import default_probe
     from llama_stack.providers.memory.faiss.store import FaissVectorStore
 
     folder = state / f"faiss-{kind}-{len(vectors)}"
     folder.mkdir()
-    store = FaissVectorStore(folder, VectorIndexConfig.model_validate({"kind": kind}))
+    settings = VectorIndexConfig.model_validate({"kind": kind})
+    store = FaissVectorStore(folder, settings)
 
     def index_size() -> float:
         import faiss
@@ -152,19 +207,44 @@ async def faiss_row(kind: str, vectors: Vectors, queries: Vectors, exact: list[s
         return float(faiss.serialize_index(rows.index).nbytes + 9 * len(rows.ids))
 
     try:
-        return await measure(f"faiss {kind}", store, vectors, queries, exact, index_size)
+        row = await measure(f"faiss {kind}", store, vectors, queries, exact, index_size)
+        index = store.banks[BANK].rows.index
+        if kind == "hnsw":
+            row.label += f" (ef_search {settings.hnsw_ef_search}, default)"
+            field = "hnsw_ef_search"
+        elif kind == "ivf":
+            row.label += f" ({index.nlist} lists, nprobe {default_probe(index.nlist)}, default)"
+            field = "ivf_probe"
+            sweep = [max(16, index.nlist // 8), *sweep]  # the former default: an eighth of the lists
+        rows = [row]
+        for value in sweep if kind in ("hnsw", "ivf") else []:
+            label = f"faiss {kind} (ef_search {value})" if kind == "hnsw" else f"faiss ivf (nprobe {value})"
+            other = settings.model_copy(update={field: value})
+            rows.append(await resettings(label, store, other, len(vectors), queries, exact))
+        return rows
     finally:
         await store.drop_bank(BANK)
         await store.close()
 
 
-async def pgvector_row(kind: str, vectors: Vectors, queries: Vectors, exact: list[set[int]], dsn: str) -> Row:
+async def pgvector_rows(
+    kind: str,
+    vectors: Vectors,
+    queries: Vectors,
+    exact: list[set[int]],
+    dsn: str,
+    sweep: list[int],
+    more: Vectors,
+) -> list[Row]:
     """`auto` with its threshold at the bank's size: filled by COPY, then CREATE INDEX ... USING hnsw
     once (inside the timed build), which is how a bulk-loaded auto bank gets its graph; inserting
-    into an existing HNSW index goes one graph insert at a time, minutes per 10k rows here."""
+    into an existing HNSW index goes one graph insert at a time, minutes per 10k rows here. A bank
+    with a graph is then searched again with each hnsw.ef_search of `sweep`; last, `more` chunks are
+    inserted into the filled bank (through its graph, one index insert per row, as every insert
+    after the build goes), a row of its own: the steady insert rate of a big HNSW bank."""
     import psycopg
 
-    from llama_stack.providers.memory.pgvector.store import PgVectorStore
+    from llama_stack.providers.memory.pgvector.store import PgVectorStore, ef_search_for
 
     settings = VectorIndexConfig.model_validate({"kind": kind, "auto_threshold": len(vectors)})
     store = await PgVectorStore.open(dsn, f"scale{kind}{time.time_ns() % 10**9}", True, 2, index=settings)
@@ -175,14 +255,39 @@ async def pgvector_row(kind: str, vectors: Vectors, queries: Vectors, exact: lis
             row = conn.execute("SELECT pg_total_relation_size(%s)", (table_name,)).fetchone()
         return float(row[0]) if row else 0.0
 
+    def backends_cpu() -> float:
+        """CPU seconds of the client backends other than this look-up's own: the store's pool."""
+        with psycopg.connect(dsn) as conn:
+            found = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return process_cpu_seconds([int(pid) for (pid,) in found])
+
     try:
         store.choose_index(BANK, settings)
         await store.open_bank(BANK, DIMENSION)
         table_name = store.tables[BANK].as_string(None)
-        label = "pgvector hnsw (auto)" if kind == "auto" else f"pgvector {kind}"
-        row = await measure(label, store, vectors, queries, exact, table_size)
+        graph = kind != "exact"
+        label = "pgvector exact" if not graph else f"pgvector hnsw ({kind}, ef_search {ef_search_for(settings, K)})"
+        row = await measure(label, store, vectors, queries, exact, table_size, backends_cpu)
         row.rss_bytes = None  # Postgres holds the data in its own processes
-        return row
+        plan = await store.explain(BANK, queries[:1], K, {})
+        keys = ("Scan", "Buffers", "Execution")
+        wanted = [line.strip() for line in plan.splitlines() if any(key in line for key in keys)]
+        with psycopg.connect(dsn) as conn:
+            buffers = conn.execute("SHOW shared_buffers").fetchone()
+        print(f"  plan of a {label} query (shared_buffers {buffers[0] if buffers else '?'}): ", end="")
+        print(" | ".join(dict.fromkeys(w.split(" (")[0] for w in wanted)))
+        rows = [row]
+        for value in sweep if graph else []:
+            other = settings.model_copy(update={"hnsw_ef_search": value})
+            label = f"pgvector hnsw (ef_search {value})"
+            rows.append(await resettings(label, store, other, len(vectors), queries, exact, backends_cpu))
+        if len(more):
+            seconds = await fill(store, more, first=len(vectors))
+            what = "hnsw: more rows into its graph" if graph else "exact: more rows"
+            rows.append(Row(f"pgvector {what}", len(more), seconds, None, None, None, None, None, None))
+        return rows
     finally:
         await store.drop_bank(BANK)
         await store.close()
@@ -217,17 +322,21 @@ def embedding_rate(sample_chunks: int) -> float:
 def render(rows: list[Row], embed_rate: float) -> str:
     def share(row: Row) -> str:
         # embedding then storing each chunk: 1 / (1/embed + 1/insert), as a share of embedding alone
-        if embed_rate == float("inf"):
-            return "-"  # --embed-sample 0: not measured
+        if row.insert_rate is None or embed_rate == float("inf"):
+            return "-"  # a re-search of a built index, or --embed-sample 0: not measured
         return f"{row.insert_rate / (row.insert_rate + embed_rate):.3f}"
+
+    def number(value: float | None, form: str) -> str:
+        return "-" if value is None else format(value, form)
 
     return table(
         ["backend / index", "chunks", "build s", "insert/s", "vs embed", "p50 ms", "p99 ms", "recall@10",
-         "index B/chunk", "RSS B/chunk"],
+         "CPU ms/query", "index B/chunk", "RSS B/chunk"],
         [
-            [r.label, f"{r.size:,}", f"{r.build_s:.1f}", f"{r.insert_rate:,.0f}", share(r), f"{r.p50_ms:.2f}",
-             f"{r.p99_ms:.2f}", f"{r.recall:.3f}", f"{r.index_bytes:,.0f}",
-             "-" if r.rss_bytes is None else f"{r.rss_bytes:,.0f}"]
+            [r.label, f"{r.size:,}", number(r.build_s, ".1f"), number(r.insert_rate, ",.0f"), share(r),
+             number(r.p50_ms, ".2f"), number(r.p99_ms, ".2f"), number(r.recall, ".3f"), number(r.cpu_ms, ".2f"),
+             number(r.index_bytes, ",.0f"),
+             number(r.rss_bytes, ",.0f")]
             for r in rows
         ],
     )  # fmt: skip
@@ -238,6 +347,12 @@ def with_work_mem(dsn: str) -> str:
     return dsn + ("&" if "?" in dsn else "?") + "options=-c%20maintenance_work_mem%3D1GB"
 
 
+def show(rows: list[Row], new: list[Row], embed_rate: float) -> None:
+    """Keep `new` for the final table and print its lines now, so a long run shows progress."""
+    rows += new
+    print("\n".join(render(new, embed_rate).splitlines()[2:]), flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
     import faiss
 
@@ -245,6 +360,7 @@ async def main(args: argparse.Namespace) -> None:
     embed_rate = embedding_rate(args.embed_sample) if args.embed_sample else float("inf")
     print(f"raw all-MiniLM-L6-v2 embedding: {embed_rate:,.0f} chunks/s ({args.embed_sample} chunks, batch 32)")
     print(f"command: python -m benchmarks.bench_memory_scale {' '.join(sys.argv[1:])}", flush=True)
+    print("load average at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     synthetic = Synthetic()
     queries = synthetic.draw(args.queries, seed=1)
     rows: list[Row] = []
@@ -254,26 +370,29 @@ async def main(args: argparse.Namespace) -> None:
             vectors = synthetic.bank(args.size)
             exact = exact_top(vectors, queries)
             for kind in args.faiss_kinds:
-                rows.append(await faiss_row(kind, vectors, queries, exact, state))
-                print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+                sweep = args.hnsw_efs if kind == "hnsw" else args.ivf_probes
+                show(rows, await faiss_rows(kind, vectors, queries, exact, state, sweep), embed_rate)
             if "pgvector" in args.backends:
-                with postgres(args.pg_dsn) as dsn:
+                with postgres(args.pg_dsn, args.pg_shared_buffers) as dsn:
                     for kind in args.pg_kinds:
-                        rows.append(await pgvector_row(kind, vectors, queries, exact, with_work_mem(dsn)))
-                        print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+                        more = synthetic.draw(args.pg_more, seed=7)
+                        found = await pgvector_rows(
+                            kind, vectors, queries, exact, with_work_mem(dsn), args.pg_efs, more
+                        )
+                        show(rows, found, embed_rate)
             if "qdrant" in args.backends:
                 few = vectors[: args.qdrant_size]
-                rows.append(await qdrant_row(few, queries, exact_top(few, queries), state))
-                print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+                show(rows, [await qdrant_row(few, queries, exact_top(few, queries), state)], embed_rate)
             del vectors
         if args.million:
             vectors = synthetic.bank(args.million)
             exact = exact_top(vectors, queries)
             for kind in args.million_kinds:
-                rows.append(await faiss_row(kind, vectors, queries, exact, state))
-                print(render(rows[-1:], embed_rate).splitlines()[-1], flush=True)
+                sweep = args.hnsw_efs if kind == "hnsw" else args.million_probes
+                show(rows, await faiss_rows(kind, vectors, queries, exact, state, sweep), embed_rate)
     print()
     print(render(rows, embed_rate))
+    print("load average at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
@@ -296,6 +415,38 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--faiss-threads", type=int, default=1, help="FAISS OpenMP threads (on 2 shared cores, 1 is fastest)"
+    )
+    parser.add_argument(
+        "--hnsw-efs", type=int, nargs="*", default=[64], help="FAISS HNSW ef_search values searched again"
+    )
+    parser.add_argument(
+        "--ivf-probes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="IVF probe counts searched again at --size (besides lists / 8, the former default)",
+    )
+    parser.add_argument(
+        "--million-probes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="IVF probe counts searched again at --million (besides lists / 8, the former default)",
+    )
+    parser.add_argument(
+        "--pg-efs",
+        type=int,
+        nargs="*",
+        default=[40, 128],
+        help="pgvector hnsw.ef_search values searched again (128: the former default)",
+    )
+    parser.add_argument(
+        "--pg-more", type=int, default=2000, help="chunks inserted into each filled pgvector bank at the end"
+    )
+    parser.add_argument(
+        "--pg-shared-buffers",
+        default=None,
+        help="restart pgserver's Postgres with this shared_buffers (e.g. 1GB; default: its 128MB)",
     )
     parser.add_argument("--pg-dsn", default=None, help="use this Postgres (with pgvector) instead of pgserver")
     asyncio.run(main(parser.parse_args()))

@@ -8,7 +8,8 @@ rows once the dead outnumber them, so a delete costs O(1) amortised.
 
 - exact: IndexFlatIP, a scan of every vector.
 - hnsw: IndexHNSWFlat (inner product on unit vectors = cosine), efSearch per query.
-- ivf: IndexIVFFlat, trained on the bank's vectors when it is built, `nprobe` clusters per query;
+- ivf: IndexIVFFlat, trained on the bank's vectors when it is built, `nprobe` clusters per query
+  (`ivf_probe`, else `default_probe`);
   below a few thousand rows it cannot be trained and stays exact.
 
 A filtered query with few matching rows is answered exactly from those rows' vectors; graph and
@@ -33,6 +34,7 @@ Built = Literal["exact", "hnsw", "ivf"]
 Ids = NDArray[np.int64]
 
 IVF_MIN_ROWS_PER_LIST = 39  # FAISS's k-means warns below this many training points per centroid
+IVF_PROBE_PER_ROOT_LIST = 5.5  # see default_probe
 EXACT_FILTER_ROWS = 20_000  # filtered queries matching at most this many rows are answered exactly
 
 
@@ -62,6 +64,15 @@ def needs_rebuild(index: RowIndex, settings: VectorIndexConfig) -> bool:
 def _ivf_lists(settings: VectorIndexConfig, rows: int) -> int:
     wanted = settings.ivf_lists or int(2 * math.sqrt(rows))
     return max(1, min(wanted, rows // IVF_MIN_ROWS_PER_LIST))
+
+
+def default_probe(lists: int) -> int:
+    """Clusters an IVF query scans unless the bank sets `ivf_probe`: 5.5 x sqrt(lists). A fixed
+    share of the lists either misses (lists / 8 found 0.868 of the exact top 10 at 100k chunks) or
+    costs too much at scale (lists / 4 would double the 1M query, 15.6 ms at lists / 8). With about
+    2 x sqrt(rows) lists the share scanned falls as the bank grows: 27% of 419 lists at 100k
+    (recall@10 0.972 on the clustered benchmark), 13% of 1,676 at 1M."""
+    return max(16, round(IVF_PROBE_PER_ROOT_LIST * math.sqrt(lists)))
 
 
 def new_index(kind: Built, settings: VectorIndexConfig, dimension: int, training: Vectors) -> Any:
@@ -165,7 +176,7 @@ class RowIndex:
         elif self.kind == "ivf":
             params = faiss.SearchParametersIVF()
             lists = self.index.nlist
-            params.nprobe = min(lists, self.settings.ivf_probe or max(16, lists // 8))
+            params.nprobe = min(lists, self.settings.ivf_probe or default_probe(lists))
         else:
             params = faiss.SearchParameters()
         if selector is not None:

@@ -133,6 +133,8 @@ class FaissBank:
                 self.settings = settings
                 if target_kind(settings, self.rows.live_rows) != self.rows.kind:
                     self._rebuild()
+                else:
+                    self.rows.settings = settings  # a new ef_search or probe count applies at once
 
     def _compact(self, ids: np.ndarray[Any, Any], vectors: Vectors) -> None:
         records = []

@@ -1,13 +1,16 @@
 """Approximate vector indexes per bank: an HNSW or IVF bank finds what exact search finds, survives
 a restart and a crash mid-write, forgets deleted documents; the official client chooses a bank's
 index at registration (or leaves it to the provider), and an unknown or unsupported index is a 400.
+pgvector's HNSW bank answers through its graph (and its exact bank by a scan), and returns k hits
+whatever its ef_search.
 
-The FAISS store is driven through its VectorStore seam with clustered synthetic vectors (what an
+The FAISS and pgvector stores are driven through their VectorStore seam with clustered synthetic vectors (what an
 embedding model's output looks like to an index), so these tests need no model; the client tests
 run the whole stack in-process with all-MiniLM-L6-v2."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,9 @@ from llama_stack.apis.errors import InvalidRequest
 from llama_stack.distribution.resolver import build_stack
 from llama_stack.distribution.spec import parse_run_config
 from llama_stack.providers.memory.common.config import VectorIndexConfig
-from llama_stack.providers.memory.common.types import StoredChunk, Vectors, normalise
+from llama_stack.providers.memory.common.types import StoredChunk, Vectors, VectorStore, normalise
 from llama_stack.providers.memory.faiss.store import FaissVectorStore
+from llama_stack.providers.memory.pgvector.store import PgVectorStore
 from llama_stack.providers.memory.sqlite_vec.store import SqliteVecStore
 from llama_stack.server.app import create_app
 from tests.providers.memory.harness import MINILM, Servers, run_config
@@ -49,14 +53,14 @@ async def open_store(folder: Path, kind: str, **settings: Any) -> FaissVectorSto
     return store
 
 
-async def fill(store: FaissVectorStore, vectors: Vectors, per_document: int = 100, first: int = 0) -> None:
+async def fill(store: VectorStore, vectors: Vectors, per_document: int = 100, first: int = 0) -> None:
     for start in range(0, len(vectors), per_document):
         part = vectors[start : start + per_document]
         name = f"doc-{first + start // per_document}"
         await store.replace_documents(BANK, [name], chunks(name, len(part), half=(start // per_document) % 2), part)
 
 
-async def top(store: FaissVectorStore, queries: Vectors, k: int = 10, **filters: Any) -> list[list[str]]:
+async def top(store: VectorStore, queries: Vectors, k: int = 10, **filters: Any) -> list[list[str]]:
     found = []
     for query in queries:
         hits = await store.search(BANK, query[None, :], k, filters)
@@ -147,6 +151,62 @@ async def test_deleted_documents_stay_deleted_in_an_approximate_bank(tmp_path: P
     assert [row[0] for row in found] == [f"doc-29/{i}" for i in range(5)]  # each finds itself first
     assert {c.document_id for c in await store.all_chunks(BANK)} == {"doc-28", "doc-29"}
     await store.close()
+
+
+async def test_new_search_settings_apply_to_an_open_bank_without_a_rebuild(tmp_path: Path) -> None:
+    vectors, queries = clustered(4000), clustered(20, seed=1)
+    exact = await open_store(tmp_path / "exact", "exact")
+    await fill(exact, vectors)
+    store = await open_store(tmp_path / "ivf", "ivf", ivf_probe=1)
+    await fill(store, vectors)
+    assert await top(store, queries) != await top(exact, queries)  # one cluster of ~100 misses neighbours
+    # Registered again probing every cluster: the same index now answers exactly.
+    store.choose_index(BANK, VectorIndexConfig(kind="ivf", ivf_probe=10_000))
+    await store.open_bank(BANK, DIMENSION)
+    assert await top(store, queries) == await top(exact, queries)
+    await exact.close()
+    await store.close()
+
+
+async def open_pgvector(dsn: str, kind: str, **settings: Any) -> PgVectorStore:
+    default = VectorIndexConfig.model_validate({"kind": kind})
+    store = await PgVectorStore.open(dsn, f"idx_{uuid.uuid4().hex[:12]}", True, 2, index=default)
+    store.choose_index(BANK, VectorIndexConfig.model_validate({"kind": kind, **settings}))
+    await store.open_bank(BANK, DIMENSION)
+    return store
+
+
+async def test_a_pgvector_hnsw_bank_answers_through_its_graph(postgres_dsn: str) -> None:
+    vectors, queries = clustered(2000), clustered(30, seed=1)
+    exact, graph = await open_pgvector(postgres_dsn, "exact"), await open_pgvector(postgres_dsn, "hnsw")
+    try:
+        await fill(exact, vectors)
+        await fill(graph, vectors)
+        assert recall(await top(graph, queries), await top(exact, queries)) >= 0.95
+        assert await top(graph, queries[:5], half=1) == await top(exact, queries[:5], half=1)  # filters: exact
+        # The statement the bank runs walks the HNSW index; the exact bank's scans the table.
+        assert "Index Scan using" in await graph.explain(BANK, queries[:1], 10, {})
+        assert "Seq Scan" in await exact.explain(BANK, queries[:1], 10, {})
+        assert "Index Scan using" not in await graph.explain(BANK, queries[:1], 10, {"half": 1})
+    finally:
+        for store in (exact, graph):
+            await store.drop_bank(BANK)
+            await store.close()
+
+
+@pytest.mark.parametrize("settings", [{}, {"hnsw_ef_search": 16}])
+async def test_a_pgvector_hnsw_query_returns_k_hits_past_its_ef_search(
+    postgres_dsn: str, settings: dict[str, Any]
+) -> None:
+    # pgvector stops at ef_search candidates, so a k above it would come back short if not raised to k.
+    store = await open_pgvector(postgres_dsn, "hnsw", **settings)
+    try:
+        await fill(store, clustered(1000))
+        for k in (10, 60, 250):
+            assert len((await top(store, clustered(1, seed=2), k=k))[0]) == k
+    finally:
+        await store.drop_bank(BANK)
+        await store.close()
 
 
 def test_a_backend_without_an_index_kind_refuses_it(tmp_path: Path) -> None:
