@@ -26,6 +26,8 @@ from llama_stack.apis.inference import (
 )
 from llama_stack.apis.models import Model, ModelType
 
+from .loaded_models import LoadedModels
+
 
 @dataclass
 class LoadedEncoder:
@@ -42,9 +44,7 @@ class EmbeddingOnlyInference(ABC):
     provider_type: str  # named in the errors: "inline::sentence-transformers"
 
     def __init__(self) -> None:
-        self._encoders: dict[str, LoadedEncoder] = {}  # by provider_resource_id
-        self._identifiers: dict[str, str] = {}  # registered identifier -> provider_resource_id
-        self._load_lock = asyncio.Lock()
+        self._encoders = LoadedModels(self.load)
 
     @abstractmethod
     def load(self, model_id: str) -> LoadedEncoder:
@@ -60,28 +60,20 @@ class EmbeddingOnlyInference(ABC):
                 f"{self.provider_type} serves embedding models only; register "
                 f"{model.identifier} with model_type 'embedding' or on an LLM provider"
             )
-        resource_id = model.provider_resource_id
-        async with self._load_lock:
-            encoder = self._encoders.get(resource_id)
-            if encoder is None:
-                encoder = self._encoders[resource_id] = await asyncio.to_thread(self.load, resource_id)
-        self._identifiers[model.identifier] = resource_id
+        encoder = await self._encoders.register(model.identifier, model.provider_resource_id)
         metadata = {**model.metadata, "embedding_dimension": encoder.dimension}
         return model.model_copy(update={"metadata": metadata})
 
     async def unregister_model(self, model_id: str) -> None:
-        resource_id = self._identifiers.pop(model_id, None) or (model_id if model_id in self._encoders else None)
-        if resource_id is not None and resource_id not in self._identifiers.values():
-            self._encoders.pop(resource_id, None)
+        self._encoders.unregister(model_id)
 
     async def shutdown(self) -> None:
         self._encoders.clear()
-        self._identifiers.clear()
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        encoder = self._encoders.get(request.model_id)
+        encoder = self._encoders.by_resource.get(request.model_id)
         if encoder is None:
-            raise ModelNotFound(request.model_id, available=list(self._encoders))
+            raise ModelNotFound(request.model_id, available=list(self._encoders.by_resource))
         if any(content_has_image(content) for content in request.contents):
             raise InvalidRequest(f"model {request.model_id} embeds text only; remove the image content")
         texts = [content_text(content) for content in request.contents]

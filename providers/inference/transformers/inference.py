@@ -36,6 +36,7 @@ from llama_stack.apis.inference import (
 from llama_stack.apis.models import Model, ModelType
 from llama_stack.distribution.outbound import OutboundPolicy
 
+from ..loaded_models import LoadedModels
 from .batch import DecodeBatch, RowBatch
 from .config import TransformersInferenceConfig
 from .engine import FinishEvent, GenerationEngine, GenerationRequest, TokenEvent
@@ -69,9 +70,7 @@ class TransformersInference:
     def __init__(self, config: TransformersInferenceConfig, outbound: OutboundPolicy | None = None) -> None:
         self.config = config
         self.outbound = outbound  # image URLs are fetched under it (None: the default, public addresses only)
-        self._models: dict[str, LoadedModel] = {}  # by provider_resource_id
-        self._identifiers: dict[str, str] = {}  # registered identifier -> provider_resource_id
-        self._load_lock = asyncio.Lock()
+        self._models = LoadedModels(self._load)
 
     # --- models -------------------------------------------------------------------------------
 
@@ -81,37 +80,23 @@ class TransformersInference:
                 f"inline::transformers serves LLMs only; model {model.identifier} is an "
                 f"{model.model_type.value} model (use inline::sentence-transformers for embeddings)"
             )
-        resource_id = model.provider_resource_id
-        async with self._load_lock:
-            loaded = self._models.get(resource_id)
-            if loaded is None:
-                loaded = await asyncio.to_thread(self._load, resource_id)
-                self._models[resource_id] = loaded
-        self._identifiers[model.identifier] = resource_id
+        loaded = await self._models.register(model.identifier, model.provider_resource_id)
         metadata = {**model.metadata, "context_length": loaded.context_length}
         return model.model_copy(update={"metadata": metadata})
 
     async def unregister_model(self, model_id: str) -> None:
-        resource_id = self._identifiers.pop(model_id, None)
-        if resource_id is None and model_id in self._models:
-            resource_id = model_id
-            self._identifiers = {k: v for k, v in self._identifiers.items() if v != model_id}
-        if resource_id is None or resource_id in self._identifiers.values():
-            return  # unknown, or another registered identifier still uses these weights
-        loaded = self._models.pop(resource_id, None)
-        if loaded is not None:
-            await asyncio.to_thread(loaded.engine.close)
+        released = self._models.unregister(model_id)
+        if released is not None:
+            await asyncio.to_thread(released.engine.close)
 
     async def shutdown(self) -> None:
-        models, self._models = list(self._models.values()), {}
-        self._identifiers.clear()
-        for loaded in models:
+        for loaded in self._models.clear():
             await asyncio.to_thread(loaded.engine.close)
 
     def loaded_model(self, resource_id: str) -> LoadedModel:
-        loaded = self._models.get(resource_id)
+        loaded = self._models.by_resource.get(resource_id)
         if loaded is None:
-            raise ModelNotFound(resource_id, available=list(self._models))
+            raise ModelNotFound(resource_id, available=list(self._models.by_resource))
         return loaded
 
     def _text_batch(self, model: Any, device: str, context_length: int) -> RowBatch:
