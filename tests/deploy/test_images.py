@@ -108,8 +108,12 @@ def test_the_demo_image_serves_the_official_client_and_keeps_its_state(
             sampling_params={"strategy": "greedy", "max_tokens": 8},
         )
         assert reply.completion_message.role == "assistant" and reply.completion_message.content
+        # The multilingual encoder comes first (new vector stores use it); MiniLM is served too.
+        assert embedder == "universal-sentence-encoder-multilingual-3"
         vectors = client.inference.embeddings(model_id=embedder, contents=["a llama grazes", "tax law"])
-        assert [len(v) for v in vectors.embeddings] == [384, 384]
+        assert [len(v) for v in vectors.embeddings] == [512, 512]
+        minilm = client.inference.embeddings(model_id="all-MiniLM-L6-v2", contents=["a llama grazes"])
+        assert len(minilm.embeddings[0]) == 384
 
         bank_params: Any = {"memory_bank_type": "vector", "embedding_model": embedder, "chunk_size_in_tokens": 64}
         client.memory_banks.register(memory_bank_id="facts", params=bank_params)
