@@ -37,11 +37,18 @@ class VectorIndexConfig(BaseModel):
     auto_threshold: int = Field(default=20_000, gt=0, description="chunks past which an `auto` bank goes approximate")
     hnsw_m: int = Field(default=32, ge=4, le=128, description="HNSW links per node (memory grows with it)")
     hnsw_ef_construction: int = Field(default=64, ge=8, description="HNSW candidates kept while inserting")
-    hnsw_ef_search: int = Field(default=128, ge=8, description="HNSW candidates kept per query (raised to k)")
+    hnsw_ef_search: int = Field(
+        default=128,
+        ge=8,
+        description="HNSW candidates kept per query (raised to k); FAISS uses this default, pgvector uses "
+        "max(48, 4 x k) unless it is set",
+    )
     ivf_lists: int = Field(
         default=0, ge=0, description="IVF clusters; 0: about 2 x sqrt(chunks), retrained as the bank grows"
     )
-    ivf_probe: int = Field(default=0, ge=0, description="IVF clusters scanned per query; 0: lists / 8, at least 16")
+    ivf_probe: int = Field(
+        default=0, ge=0, description="IVF clusters scanned per query; 0: 5.5 x sqrt(lists), at least 16"
+    )
 
     def for_bank(self, kind: IndexKind | None) -> VectorIndexConfig:
         """These settings with the bank's own kind, when it chose one."""
