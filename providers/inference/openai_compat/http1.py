@@ -9,8 +9,8 @@ pool is a LIFO stack of idle connections with a bound on how many are open: O(1)
 A response is an `Answer` whose stream reads the body as it arrives (reading pauses when more
 than HIGH_WATER bytes wait unread); closing it before the body has ended closes the connection,
 which tells the upstream to stop generating. (httpcore's Response type-checks its headers and
-stream on every call, ~5% of the gateway's CPU per request, so answers are this plain class.) Failures are raised as
-httpcore's exceptions (ConnectError, ConnectTimeout, ReadTimeout, PoolTimeout,
+stream on every call, ~5% of the gateway's CPU per request, so answers are this plain class.)
+Failures are raised as httpcore's exceptions (ConnectError, ConnectTimeout, ReadTimeout, PoolTimeout,
 RemoteProtocolError), which errors.py maps for this path and for the proxy path alike.
 """
 
