@@ -173,7 +173,10 @@ def test_the_vllm_stack_uses_qdrant_and_postgres() -> None:
 
 @pytest.mark.parametrize(
     ("stack", "extras"),
-    [("ollama", {"ollama", "pgvector", "postgres", "redis"}), ("vllm", {"embeddings", "qdrant", "postgres"})],
+    [
+        ("ollama", {"ollama", "pgvector", "postgres", "redis"}),
+        ("vllm", {"embeddings", "multilingual-embeddings", "qdrant", "postgres"}),
+    ],
 )
 def test_the_server_image_lints_clean_with_the_store_extras(stack: str, extras: set[str], tmp_path: Path) -> None:
     ensure_providers_of(COMPOSE / stack / "run.yaml")

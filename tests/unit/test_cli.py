@@ -220,13 +220,13 @@ def test_demo_venv_plan_installs_cpu_torch_first_then_its_extras() -> None:
     spec = load_build_spec(get_template("demo").build_yaml)
     source = builder.package_source()
     plan = builder.plan_build(spec, builder.extras_needing_torch(source))
-    assert plan.extras == ("torch", "embeddings", "faiss") and plan.needs_torch
+    assert plan.extras == ("torch", "embeddings", "multilingual-embeddings", "faiss") and plan.needs_torch
 
     commands = builder.venv_pip_commands(plan, Path("/envs/demo/bin/python"), source)
     assert commands[0] == ["/envs/demo/bin/python", "-m", "pip", "install", "torch==2.13.0"]
-    assert commands[1][-1] == f"{source.root}[torch,embeddings,faiss]"
+    assert commands[1][-1] == f"{source.root}[torch,embeddings,multilingual-embeddings,faiss]"
     requirement = builder.PackageSource(None, "0.1.0").requirement(plan.extras)
-    assert requirement == "llamastack-lite[torch,embeddings,faiss]==0.1.0"
+    assert requirement == "llamastack-lite[torch,embeddings,multilingual-embeddings,faiss]==0.1.0"
 
 
 def test_venv_build_creates_installs_and_copies_the_run_yaml(tmp_path: Path) -> None:
