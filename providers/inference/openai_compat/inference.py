@@ -65,7 +65,6 @@ class OpenAICompatInference:
             )
         self.vendor = vendor
         self.config = config
-        self.provider_type = vendor.provider_type
         self.upstream = Upstream(vendor.provider_type, url.rstrip("/"), config.timeout_s)
         # model id -> the vendor's name, worked out once; the router only passes registered models
         self._model_names: dict[str, str] = {}
@@ -205,25 +204,25 @@ class OpenAICompatInference:
         return await self._call("POST", CHAT, params, self._chat_response)
 
     def _chat_response(self, answer: Any) -> ChatCompletionResponse:
-        return chat_response(answer, self.provider_type)
+        return chat_response(answer, self.vendor.provider_type)
 
     def chat_completion_stream(
         self, request: ChatCompletionRequest
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
         params = chat_params(request, self.model_name(request.model_id), self.vendor)
         start = chat_event(ChatCompletionEventType.start)
-        return self._stream(CHAT, params, ChatStream(self.provider_type), start)
+        return self._stream(CHAT, params, ChatStream(self.vendor.provider_type), start)
 
     async def completion(self, request: CompletionRequest) -> CompletionResponse:
         params = completion_params(request, self.model_name(request.model_id), self.vendor)
         return await self._call("POST", COMPLETIONS, params, self._completion_response)
 
     def _completion_response(self, answer: Any) -> CompletionResponse:
-        return completion_response(answer, self.provider_type)
+        return completion_response(answer, self.vendor.provider_type)
 
     def completion_stream(self, request: CompletionRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
         params = completion_params(request, self.model_name(request.model_id), self.vendor)
-        return self._stream(COMPLETIONS, params, CompletionStream(self.provider_type), None)
+        return self._stream(COMPLETIONS, params, CompletionStream(self.vendor.provider_type), None)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         if any(content_has_image(content) for content in request.contents):

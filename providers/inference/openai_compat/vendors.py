@@ -22,10 +22,11 @@ class Vendor:
     extra_sampling: bool = False  # accepts top_k and repetition_penalty beside OpenAI's parameters
     stream_usage: bool = True  # accepts stream_options.include_usage
     description: str = ""
+    # "remote::<key>", worked out once: the provider names it on every answer it converts.
+    provider_type: str = field(init=False)
 
-    @property
-    def provider_type(self) -> str:
-        return f"remote::{self.key}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "provider_type", f"remote::{self.key}")
 
 
 _HF_REPOS = dict(LLAMA_MODELS)
