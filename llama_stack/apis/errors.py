@@ -5,7 +5,11 @@ from __future__ import annotations
 
 
 class StackError(Exception):
-    """Base of every error a client may see. `message` is safe to show: no secrets, no traceback."""
+    """Base of every error a client may see. `message` is safe to show: no secrets, no traceback.
+    `retry_after_s`, where set, is how long a client should wait before trying again (the server
+    sends it as Retry-After)."""
+
+    retry_after_s: float | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -51,6 +55,10 @@ class NotImplementedYet(StackError):
 
 class StoreUnavailable(StackError):
     """A database the stack keeps its own state in (kvstore, vector store) cannot be reached."""
+
+    # Each request tries the database afresh (pools reconnect on use), so a second is long enough
+    # for a restarted database to be found and short enough not to stall a client needlessly.
+    retry_after_s = 1.0
 
 
 class UpstreamError(StackError):

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from llama_stack.apis.errors import ERROR_TYPE, RateLimited, StackError, Unauthorized, status_of
+from llama_stack.apis.errors import ERROR_TYPE, StackError, Unauthorized, status_of
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def handle_stack_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StackError)
     status = status_of(exc)
     response = error_response(status, exc.message, request.url.path)
-    if isinstance(exc, RateLimited) and exc.retry_after_s is not None:
+    if exc.retry_after_s is not None:
         response.headers["retry-after"] = retry_after_header(exc.retry_after_s)
     if isinstance(exc, Unauthorized):
         response.headers["www-authenticate"] = "Bearer"

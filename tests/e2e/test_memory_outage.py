@@ -131,6 +131,7 @@ def test_a_postgres_outage_is_a_503_within_two_seconds_and_heals_by_itself(
                 error = response.json()["error"]
                 assert error["type"] == "unavailable" and "retry later" in error["message"]
                 assert response.headers["x-should-retry"] == "true"
+                assert response.headers["retry-after"] == "1"  # the official client waits this long
         finally:
             postgres.start()
 
