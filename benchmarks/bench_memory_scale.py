@@ -25,7 +25,9 @@ intrinsic dimension; uniform random vectors are not, and no index beats a scan o
 are fresh draws from the same distribution. Postgres comes from pgserver unless --pg-dsn.
 Qdrant runs in qdrant-client's local mode, which has no HNSW (it always scans). For pgvector's
 HNSW bank the run also prints the plan of one query (EXPLAIN ANALYZE of the provider's statement):
-the scan node and the pages it read.
+the scan node and the pages it read. The pgvector rows (benchmarks/scale_pgvector.py) end with
+rows inserted into the built graph, staging off and staged, and searches while they are staged,
+during their background merge and after it.
 
     python -m benchmarks.bench_memory_scale                        # 100k per backend, 1M for FAISS
     python -m benchmarks.bench_memory_scale --size 20000 --million 0 --queries 50   # a quick run
@@ -227,72 +229,6 @@ async def faiss_rows(
         await store.close()
 
 
-async def pgvector_rows(
-    kind: str,
-    vectors: Vectors,
-    queries: Vectors,
-    exact: list[set[int]],
-    dsn: str,
-    sweep: list[int],
-    more: Vectors,
-) -> list[Row]:
-    """`auto` with its threshold at the bank's size: filled by COPY, then CREATE INDEX ... USING hnsw
-    once (inside the timed build), which is how a bulk-loaded auto bank gets its graph; inserting
-    into an existing HNSW index goes one graph insert at a time, minutes per 10k rows here. A bank
-    with a graph is then searched again with each hnsw.ef_search of `sweep`; last, `more` chunks are
-    inserted into the filled bank (through its graph, one index insert per row, as every insert
-    after the build goes), a row of its own: the steady insert rate of a big HNSW bank."""
-    import psycopg
-
-    from llama_stack.providers.memory.pgvector.store import PgVectorStore, ef_search_for
-
-    settings = VectorIndexConfig.model_validate({"kind": kind, "auto_threshold": len(vectors)})
-    store = await PgVectorStore.open(dsn, f"scale{kind}{time.time_ns() % 10**9}", True, 2, index=settings)
-    table_name = ""
-
-    def table_size() -> float:
-        with psycopg.connect(dsn) as conn:
-            row = conn.execute("SELECT pg_total_relation_size(%s)", (table_name,)).fetchone()
-        return float(row[0]) if row else 0.0
-
-    def backends_cpu() -> float:
-        """CPU seconds of the client backends other than this look-up's own: the store's pool."""
-        with psycopg.connect(dsn) as conn:
-            found = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            ).fetchall()
-        return process_cpu_seconds([int(pid) for (pid,) in found])
-
-    try:
-        store.choose_index(BANK, settings)
-        await store.open_bank(BANK, DIMENSION)
-        table_name = store.tables[BANK].as_string(None)
-        graph = kind != "exact"
-        label = "pgvector exact" if not graph else f"pgvector hnsw ({kind}, ef_search {ef_search_for(settings, K)})"
-        row = await measure(label, store, vectors, queries, exact, table_size, backends_cpu)
-        row.rss_bytes = None  # Postgres holds the data in its own processes
-        plan = await store.explain(BANK, queries[:1], K, {})
-        keys = ("Scan", "Buffers", "Execution")
-        wanted = [line.strip() for line in plan.splitlines() if any(key in line for key in keys)]
-        with psycopg.connect(dsn) as conn:
-            buffers = conn.execute("SHOW shared_buffers").fetchone()
-        print(f"  plan of a {label} query (shared_buffers {buffers[0] if buffers else '?'}): ", end="")
-        print(" | ".join(dict.fromkeys(w.split(" (")[0] for w in wanted)))
-        rows = [row]
-        for value in sweep if graph else []:
-            other = settings.model_copy(update={"hnsw_ef_search": value})
-            label = f"pgvector hnsw (ef_search {value})"
-            rows.append(await resettings(label, store, other, len(vectors), queries, exact, backends_cpu))
-        if len(more):
-            seconds = await fill(store, more, first=len(vectors))
-            what = "hnsw: more rows into its graph" if graph else "exact: more rows"
-            rows.append(Row(f"pgvector {what}", len(more), seconds, None, None, None, None, None, None))
-        return rows
-    finally:
-        await store.drop_bank(BANK)
-        await store.close()
-
-
 async def qdrant_row(vectors: Vectors, queries: Vectors, exact: list[set[int]], state: Path) -> Row:
     from llama_stack.providers.memory.qdrant.store import QdrantStore
 
@@ -342,11 +278,6 @@ def render(rows: list[Row], embed_rate: float) -> str:
     )  # fmt: skip
 
 
-def with_work_mem(dsn: str) -> str:
-    """The DSN with a session maintenance_work_mem that holds a 100k-row graph while it is built."""
-    return dsn + ("&" if "?" in dsn else "?") + "options=-c%20maintenance_work_mem%3D1GB"
-
-
 def show(rows: list[Row], new: list[Row], embed_rate: float) -> None:
     """Keep `new` for the final table and print its lines now, so a long run shows progress."""
     rows += new
@@ -373,9 +304,11 @@ async def main(args: argparse.Namespace) -> None:
                 sweep = args.hnsw_efs if kind == "hnsw" else args.ivf_probes
                 show(rows, await faiss_rows(kind, vectors, queries, exact, state, sweep), embed_rate)
             if "pgvector" in args.backends:
+                from benchmarks.scale_pgvector import pgvector_rows, with_work_mem  # it imports this module
+
                 with postgres(args.pg_dsn, args.pg_shared_buffers) as dsn:
                     for kind in args.pg_kinds:
-                        more = synthetic.draw(args.pg_more, seed=7)
+                        more = synthetic.draw(2 * args.pg_more, seed=7)
                         found = await pgvector_rows(
                             kind, vectors, queries, exact, with_work_mem(dsn), args.pg_efs, more
                         )
@@ -441,7 +374,10 @@ if __name__ == "__main__":
         help="pgvector hnsw.ef_search values searched again (128: the former default)",
     )
     parser.add_argument(
-        "--pg-more", type=int, default=2000, help="chunks inserted into each filled pgvector bank at the end"
+        "--pg-more",
+        type=int,
+        default=2000,
+        help="chunks inserted into each filled pgvector bank at the end, twice: staging off, then staged",
     )
     parser.add_argument(
         "--pg-shared-buffers",
