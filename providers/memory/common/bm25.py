@@ -177,7 +177,14 @@ class BM25Index:
 
     def search(self, query: str, k: int, filters: Filters) -> list[ScoredChunk]:
         """Chunks sharing at least one term with `query`, by descending BM25 score."""
+        return self._search(self._query_terms(query), k, filters)
+
+    def search_with_ceiling(self, query: str, k: int, filters: Filters) -> tuple[list[ScoredChunk], float]:
+        """`search` and `ceiling` together, for hybrid search: the query is split into terms once."""
         query_terms = self._query_terms(query)
+        return self._search(query_terms, k, filters), self._ceiling(query_terms)
+
+    def _search(self, query_terms: list[_QueryTerm], k: int, filters: Filters) -> list[ScoredChunk]:
         if not query_terms:
             return []
         if filters:
@@ -191,7 +198,10 @@ class BM25Index:
     def ceiling(self, query: str) -> float:
         """The most a chunk can score for `query`, nearly: the sum over the query's terms that the
         bank holds of their weight at a saturated term frequency, idf * (k1 + 1)."""
-        return sum(term.weight * (self.k1 + 1) for term in self._query_terms(query))
+        return self._ceiling(self._query_terms(query))
+
+    def _ceiling(self, query_terms: list[_QueryTerm]) -> float:
+        return sum(term.weight * (self.k1 + 1) for term in query_terms)
 
     def scores(self, query: str) -> NDArray[np.float64] | None:
         """Every row's BM25 score for `query` (0 where it shares no term), or None if no row can match."""

@@ -34,14 +34,13 @@ from llama_stack.apis.memory_banks import KeyValueMemoryBank, KeywordMemoryBank,
 from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.distribution.store.api import KVStore
 
-from .bm25 import BM25Index
 from .chunking import check_chunking, chunk_text, count_tokens
 from .config import MemoryProviderConfig
 from .documents import document_text
 from .keyword_indexes import KeywordIndexes
 from .kv_banks import KVBanks
 from .query import MAX_CHUNKS_LIMIT, QueryParams, SearchMode, apply_threshold, parse_query_params, weighted_fusion
-from .types import ScoredChunk, StoredChunk, Vectors, VectorStore, normalise
+from .types import Filters, ScoredChunk, StoredChunk, Vectors, VectorStore, normalise
 
 log = logging.getLogger(__name__)
 
@@ -234,19 +233,28 @@ class MemoryEngine:
             raise NotImplementedYet(f"{bank.memory_bank_type} memory banks are not supported by this provider")
         mode = params.mode or DEFAULT_VECTOR_BANK_MODE
         if mode == "keyword":
-            return (await self._vector_keyword_index(bank_id)).search(text, k, filters)
-        query_vector = await self._embed(bank, [text])
+            return (await self._keyword_search(bank_id, text, k, filters))[0]
         if mode == "vector":
-            return await self.vectors.search(bank_id, query_vector, k, filters)
+            return await self._vector_search(bank, text, k, filters)
         depth = min(MAX_CHUNKS_LIMIT, max(k * 5, HYBRID_CANDIDATES))
-        by_vector = await self.vectors.search(bank_id, query_vector, depth, filters)
-        index = await self._vector_keyword_index(bank_id)
-        by_keyword = index.search(text, depth, filters)
-        return weighted_fusion(by_vector, by_keyword, index.ceiling(text), HYBRID_VECTOR_WEIGHT)
+        # The two sides overlap: while the embedding and the vector search wait on a worker thread
+        # (or the network), the event loop reads the replica counter and runs the BM25 search.
+        by_vector, (by_keyword, ceiling) = await asyncio.gather(
+            self._vector_search(bank, text, depth, filters), self._keyword_search(bank_id, text, depth, filters)
+        )
+        return weighted_fusion(by_vector, by_keyword, ceiling, HYBRID_VECTOR_WEIGHT, limit=k)
 
-    async def _vector_keyword_index(self, bank_id: str) -> BM25Index:
-        return await self.vector_keyword.current(
+    async def _vector_search(self, bank: VectorMemoryBank, text: str, k: int, filters: Filters) -> list[ScoredChunk]:
+        query_vector = await self._embed(bank, [text])
+        return await self.vectors.search(bank.provider_resource_id, query_vector, k, filters)
+
+    async def _keyword_search(
+        self, bank_id: str, text: str, k: int, filters: Filters
+    ) -> tuple[list[ScoredChunk], float]:
+        """The BM25 ranking and the query's ceiling (what weighted_fusion divides BM25 scores by)."""
+        return await self.vector_keyword.search(
             bank_id,
             lambda: self.vectors.all_chunks(bank_id),
             lambda document_ids: self.vectors.document_chunks(bank_id, document_ids),
+            lambda index: index.search_with_ceiling(text, k, filters),
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import quote
 
 from llama_stack.distribution.store.api import KVStore
@@ -34,6 +35,7 @@ from .types import StoredChunk
 
 AllChunks = Callable[[], Awaitable[list[StoredChunk]]]
 DocumentChunks = Callable[[list[str]], Awaitable[list[StoredChunk]]]
+T = TypeVar("T")
 
 # Log entries kept per bank: a process more writes behind than this rebuilds instead.
 KEEP_CHANGES = 256
@@ -82,6 +84,25 @@ class KeywordIndexes:
             await asyncio.to_thread(fresh.add, chunks)
             self.indexes[bank_id] = fresh
             return fresh
+
+    async def search(
+        self, bank_id: str, all_chunks: AllChunks, document_chunks: DocumentChunks, search: Callable[[BM25Index], T]
+    ) -> T:
+        """`search` run on the bank's index as of its latest committed write.
+
+        The index this process holds is searched first and the counter read after, not before:
+        the read waits on the store (a thread or the network), and in hybrid search the vector
+        search runs meanwhile, so the BM25 work overlaps both instead of waiting behind the read.
+        The answer stands when the counter still equals the generation the index had when it was
+        searched: that index held every write counted by the time of the read, the same guarantee
+        as reading first. Otherwise the index catches up and is searched again."""
+        index = self.indexes.get(bank_id)
+        if index is not None:
+            generation = index.generation
+            found = search(index)
+            if await self.store.counter(self._counter(bank_id)) == generation and self.indexes.get(bank_id) is index:
+                return found
+        return search(await self.current(bank_id, all_chunks, document_chunks))
 
     async def _changed_documents(self, bank_id: str, since: int, until: int) -> list[str] | None:
         """The documents written in generations (since, until]; None unless every entry is there."""

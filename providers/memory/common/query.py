@@ -68,7 +68,11 @@ def reciprocal_rank_fusion(rankings: list[list[ScoredChunk]], k: int = RRF_K) ->
 
 
 def weighted_fusion(
-    by_vector: list[ScoredChunk], by_keyword: list[ScoredChunk], keyword_ceiling: float, vector_weight: float
+    by_vector: list[ScoredChunk],
+    by_keyword: list[ScoredChunk],
+    keyword_ceiling: float,
+    vector_weight: float,
+    limit: int | None = None,
 ) -> list[ScoredChunk]:
     """Fuse by score, not rank: vector_weight * cosine + (1 - vector_weight) * BM25 / keyword_ceiling.
 
@@ -77,21 +81,30 @@ def weighted_fusion(
     the BM25 score is divided by `keyword_ceiling`, the score a chunk would get holding every query
     term the bank knows (BM25Index.ceiling), so it says what share of the query's weight a chunk
     matched, in [0, 1] like the cosine similarity. A chunk absent from one list is given that list's
-    lowest score, the most it could have had there.
+    lowest score, the most it could have had there. Ties go by chunk key; `limit`: only the best
+    that many are returned (the caller keeps no more, so no more results are built).
     """
     vector_floor = by_vector[-1].score if by_vector else 0.0
     keyword_floor = by_keyword[-1].score if by_keyword else 0.0
-    cosine = {scored.chunk.key: scored.score for scored in by_vector}
-    bm25 = {scored.chunk.key: scored.score for scored in by_keyword}
-    chunks = {scored.chunk.key: scored.chunk for scored in [*by_vector, *by_keyword]}
+    # key -> [cosine, BM25, chunk]: one dict and one lookup per candidate (this runs on every
+    # hybrid query, over a hundred candidates).
+    found: dict[tuple[str, int], list[Any]] = {}
+    for scored in by_vector:
+        found[scored.chunk.key] = [scored.score, keyword_floor, scored.chunk]
+    for scored in by_keyword:
+        key = scored.chunk.key
+        entry = found.get(key)
+        if entry is None:
+            found[key] = [vector_floor, scored.score, scored.chunk]
+        else:
+            entry[1], entry[2] = scored.score, scored.chunk
     scale = 1.0 / keyword_ceiling if keyword_ceiling > 0 else 0.0
-    scores = {
-        key: vector_weight * cosine.get(key, vector_floor)
-        + (1 - vector_weight) * min(1.0, bm25.get(key, keyword_floor) * scale)
-        for key in chunks
-    }
-    ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    return [ScoredChunk(chunks[key], score) for key, score in ordered]
+    keyword_weight = 1 - vector_weight
+    ordered = sorted(
+        (-(vector_weight * cosine + keyword_weight * min(1.0, bm25 * scale)), key, chunk)
+        for key, (cosine, bm25, chunk) in found.items()
+    )
+    return [ScoredChunk(chunk, -negated) for negated, _, chunk in ordered[:limit]]
 
 
 def apply_threshold(results: list[ScoredChunk], threshold: float | None, k: int) -> list[ScoredChunk]:
