@@ -13,7 +13,10 @@ from llama_stack.apis.memory_banks import KeywordMemoryBank
 from llama_stack.distribution.outbound import OutboundPolicy
 from llama_stack.distribution.provider import Api, Deps
 from llama_stack.distribution.store import kvstore_from_config
-from llama_stack.providers.memory.common.keyword_indexes import KEEP_CHANGES
+from llama_stack.distribution.store.api import SqliteKVStoreConfig
+from llama_stack.providers.memory.common.bm25 import BM25Index
+from llama_stack.providers.memory.common.keyword_indexes import KEEP_CHANGES, KeywordIndexes
+from llama_stack.providers.memory.common.types import StoredChunk
 from llama_stack.providers.memory.faiss import FaissMemoryConfig, get_provider_impl
 from tests.providers.memory.hashing import HashingEmbedder
 
@@ -64,3 +67,50 @@ async def test_each_replica_sees_the_others_writes_by_catching_up_or_rebuilding(
     finally:
         await one.shutdown()
         await two.shutdown()
+
+
+async def test_a_vector_banks_index_searched_before_the_counter_read_is_searched_again_when_stale(
+    tmp_path: Path,
+) -> None:
+    """KeywordIndexes.search (hybrid and keyword search over vector banks) searches the index it holds
+    before reading the counter: that answer is used only when no write was counted since the
+    index's generation; after another replica's write it catches up and searches again."""
+    kv = await kvstore_from_config(SqliteKVStoreConfig(db_path=str(tmp_path / "shared-kv.db")))
+    shared: dict[str, list[StoredChunk]] = {}  # the vector store both replicas read
+
+    async def all_chunks() -> list[StoredChunk]:
+        return [chunk for chunks in shared.values() for chunk in chunks]
+
+    async def document_chunks(document_ids: list[str]) -> list[StoredChunk]:
+        return [chunk for document_id in document_ids for chunk in shared.get(document_id, [])]
+
+    async def write(replica: KeywordIndexes, document_id: str, text: str) -> None:
+        shared[document_id] = [StoredChunk(document_id, 0, text, 1)]  # committed, then counted
+        await replica.wrote("bank", [document_id], shared[document_id])
+
+    searched: list[int] = []
+
+    async def search(replica: KeywordIndexes, query: str) -> list[str]:
+        def run(index: BM25Index) -> list[str]:
+            searched.append(index.generation)
+            return [scored.chunk.document_id for scored in index.search(query, 5, {})]
+
+        return await replica.search("bank", all_chunks, document_chunks, run)
+
+    one, two = KeywordIndexes(kv, "vector"), KeywordIndexes(kv, "vector")
+    try:
+        await write(one, "a", "paper lanterns on the river")
+        assert await search(one, "lanterns") == ["a"] and searched == [1]  # built: searched once
+        searched.clear()
+        assert await search(one, "lanterns") == ["a"] and searched == [1]  # current: once
+        searched.clear()
+
+        await write(two, "b", "lanterns and lanterns at the festival")  # counted: one is stale
+        assert await search(one, "lanterns") == ["b", "a"] and searched == [1, 2]  # again, caught up
+        searched.clear()
+
+        await write(one, "a", "a quiet library")  # one's own write: applied in place, no re-read
+        assert await search(one, "lanterns") == ["b"] and searched == [3]
+        assert await search(two, "library") == ["a"]  # two catches up from the log
+    finally:
+        await kv.close()
