@@ -19,13 +19,7 @@ async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> MemoryE
     from .store import PgVectorStore
 
     store = await PgVectorStore.open(
-        config.dsn,
-        config.table_prefix,
-        config.hnsw,
-        config.pool_max_size,
-        config.connection_wait_s,
-        config.index,
-        config.staging_max_rows,
+        config.dsn, config.table_prefix, config.hnsw, config.pool_max_size, config.connection_wait_s, config.index
     )
     return MemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
 

@@ -19,13 +19,6 @@ class PgVectorMemoryConfig(MemoryProviderConfig):
     hnsw: bool = Field(
         default=True, description="false: banks without their own `index` scan exactly (index.kind 'exact')"
     )
-    staging_max_rows: int = Field(
-        default=2000,
-        ge=0,
-        description="rows written to a bank with an HNSW graph are staged (searched exactly) and merged into the "
-        "graph in the background, so an insert costs a COPY instead of ~16 ms per row; past this many staged rows "
-        "an insert waits for the merge (each search scans them); 0: rows go into the graph within the insert",
-    )
     pool_max_size: int = Field(default=10, ge=1)
     connection_wait_s: float = Field(
         default=1.5,
