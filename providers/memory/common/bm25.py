@@ -6,7 +6,7 @@ how often, two growable `array.array`s, so adding a chunk appends to the lists o
 costs nothing in proportion to the bank. Rows are appended in order, so every list is sorted.
 
 A query without filters does not score every posting of its terms (BM25Index._best): the rarest
-term's best rows set a floor, the commonest terms, whose whole weight stays under it, are looked up
+terms' best rows set a floor, the commonest terms, whose whole weight stays under it, are looked up
 only for the few rows that can still reach the top k, and the other lists are read as cached
 per-posting factors (float32, one multiply a posting). Only the rows left are scored exactly. A
 query with filters scores every posting in one vectorised expression per term, summed per row
@@ -25,7 +25,6 @@ chunk key, as there.
 from __future__ import annotations
 
 import math
-import threading
 from array import array
 from collections import Counter
 from collections.abc import Iterable
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .posting_merge import PostingMerger
 from .text_terms import terms
 from .types import Filters, ScoredChunk, StoredChunk, matches
 
@@ -43,9 +43,6 @@ MIN_DEAD_TO_COMPACT = 1024
 # Pruning compares sums of the same contributions added in different orders: a relative margin
 # this wide is far above their rounding differences (about 1e-15) and far below any real gap.
 _MARGIN = 1e-9
-# Lists holding at least 1/_DENSE_SHARE as many postings as the index has rows merge by a count over
-# every row rather than by slots (measured: the crossover lies near a quarter).
-_DENSE_SHARE = 4
 # Partial scores come from float32 factors: each within this relative error of the exact value.
 _APPROXIMATION = 1e-5
 # Lists shorter than this are scored directly; longer ones keep their factors (4 bytes a posting).
@@ -102,8 +99,7 @@ class BM25Index:
         self.total_length = 0
         self.dead = 0
         self._factor_cache: dict[int, _Factors] = {}  # term id -> its postings' factors (_factors)
-        self._scratch: NDArray[np.intp] | None = None  # see _take_slots
-        self._scratch_lock = threading.Lock()
+        self._merger = PostingMerger()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -259,8 +255,9 @@ class BM25Index:
     def _best(self, query_terms: list[_QueryTerm], k: int) -> list[ScoredChunk]:
         """The best k rows without scoring every posting of the query's terms (max-score pruning).
 
-        A term adds at most weight * (k1 + 1) to any chunk's score. The rarest term is scored first:
-        its k-th best row gives a floor under the k-th best score. The commonest terms (longest
+        A term adds at most weight * (k1 + 1) to any chunk's score. The rarest terms are scored first
+        (the rarest alone, or with the next rarest until they hold k postings): their k-th best
+        row gives a floor under the k-th best score. The commonest terms (longest
         lists, smallest idf) whose bounds add up to less than that floor are left out: a row
         holding none of the other terms cannot reach the top k. The other terms are scored over
         their whole lists. The k rows with the best partial scores are then scored in full, and
@@ -274,19 +271,29 @@ class BM25Index:
         by their worst error, so pruning never drops a row of the true top k.
         """
         pending = sorted(query_terms, key=lambda term: term.postings)
-        scored = [self._approximate(pending[0])]
-        slack = scored[0][2]  # partial scores are within this factor of the exact ones, either way
-        first = scored[0][1][self.alive[scored[0][0]]]
-        floor = _kth_largest(first, k) / slack if first.size >= k else 0.0
+        # The rarest terms first, as many as hold k postings between them: a term rarer than k
+        # alone gives no floor, and then every term, the commonest too, would be scored.
+        head, held = 1, pending[0].postings
+        while head < len(pending) and held < k:
+            held += pending[head].postings
+            head += 1
+        scored = [self._approximate(term) for term in pending[:head]]
+        slack = max(bound for _, _, bound in scored)  # partial scores are within this factor of exact
+        rows, partial = self._merger.merge(self.alive, len(self.chunks), [(rows, parts) for rows, parts, _ in scored])
+        # A partial score over some of the terms is at most the full score: k rows at or above the
+        # k-th best partial score bound the k-th best score from below.
+        floor = _kth_largest(partial, k) / slack if partial.size >= k else 0.0
         cut, left_out = len(pending), 0.0
-        while cut > 1 and (left_out + pending[cut - 1].weight) * (self.k1 + 1) * (1 + _MARGIN) < floor:
+        while cut > head and (left_out + pending[cut - 1].weight) * (self.k1 + 1) * (1 + _MARGIN) < floor:
             left_out += pending[cut - 1].weight
             cut -= 1
         rest = left_out * (self.k1 + 1) * (1 + _MARGIN)
-        for term in pending[1:cut]:
-            scored.append(self._approximate(term))
-            slack = max(slack, scored[-1][2])
-        rows, partial = self._merge([(rows, parts) for rows, parts, _ in scored])
+        scored = [self._approximate(term) for term in pending[head:cut]]
+        if scored:
+            slack = max(slack, *(bound for _, _, bound in scored))
+            rows, partial = self._merger.merge(
+                self.alive, len(self.chunks), [(rows, partial), *((rows, parts) for rows, parts, _ in scored)]
+            )
         del scored
         if rows.size > k:
             if rest == 0:  # every term scored: the k-th best partial score bounds the k-th score
@@ -348,63 +355,6 @@ class BM25Index:
             np.float32(1 - b) + self.lengths[rows].astype(np.float32) * np.float32(b / average)
         )
         return (tf * np.float32(k1 + 1) / norm).astype(np.float32, copy=False)
-
-    def _merge(
-        self, scored: list[tuple[NDArray[np.intp], NDArray[np.float64]]]
-    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
-        """The live rows holding any of these posting lists and the sum of their values.
-
-        Each row gets a slot, in a scratch array by row (-1: no slot), the first time a list
-        names it: the work is the postings', with no sorting and no pass over every row."""
-        postings = sum(rows.size for rows, _ in scored)
-        if len(scored) == 1:
-            rows, partial = scored[0]
-        elif postings * _DENSE_SHARE >= len(self.chunks):
-            # Lists about as long as the index: one count per row of the whole index is cheaper.
-            weights = np.concatenate([parts for _, parts in scored])
-            sums = np.bincount(
-                np.concatenate([rows for rows, _ in scored]), weights=weights, minlength=len(self.chunks)
-            )
-            rows = np.flatnonzero(sums)
-            partial = sums[rows].astype(np.float64, copy=False)
-        else:
-            slots = self._take_slots()
-            fresh_rows: list[NDArray[np.intp]] = []
-            try:
-                slot_lists: list[NDArray[np.intp]] = []
-                count = 0
-                for term_rows, _ in scored:
-                    term_slots = slots[term_rows]
-                    new = term_slots < 0
-                    fresh = term_rows[new]
-                    term_slots[new] = np.arange(count, count + fresh.size)
-                    slots[fresh] = term_slots[new]
-                    count += fresh.size
-                    fresh_rows.append(fresh)
-                    slot_lists.append(term_slots)
-                rows = np.concatenate(fresh_rows)
-                weights = np.concatenate([parts for _, parts in scored])
-                sums = np.bincount(np.concatenate(slot_lists), weights=weights, minlength=count)
-                partial = sums.astype(np.float64, copy=False)
-            finally:
-                for fresh in fresh_rows:
-                    slots[fresh] = -1
-                self._release_slots(slots)
-        live = self.alive[rows]
-        return rows[live], partial[live]
-
-    def _take_slots(self) -> NDArray[np.intp]:
-        """A scratch array of -1 per row. The index keeps one (searches run on one thread, but a
-        concurrent one gets its own) and callers hand it back with every entry -1 again."""
-        with self._scratch_lock:
-            slots, self._scratch = self._scratch, None
-        if slots is None or slots.size < len(self.chunks):
-            slots = np.full(max(len(self.chunks), 1024), -1, dtype=np.intp)
-        return slots
-
-    def _release_slots(self, slots: NDArray[np.intp]) -> None:
-        with self._scratch_lock:
-            self._scratch = slots
 
     def _exact_scores(self, query_terms: list[_QueryTerm], rows: NDArray[np.intp]) -> NDArray[np.float64]:
         """These rows' scores, summed in query-term order from contributions computed as the

@@ -125,3 +125,26 @@ def test_concurrent_searches_agree() -> None:
         for _ in range(5):
             got = list(pool.map(lambda q: [(r.chunk.key, r.score) for r in index.search(q, 20, {})], queries))
             assert got == expected
+
+
+def test_rare_terms_held_by_fewer_than_k_chunks_set_the_floor_together() -> None:
+    """Query terms each held by fewer than k chunks are scored together first (their union gives
+    the first floor, so the commonest terms can still be left out); same answers as the reference,
+    also after the rare terms' chunks are replaced and deleted."""
+    rng = random.Random(5)
+    vocabulary = [f"w{rank}" for rank in range(300)]
+    fast, reference = BM25Index(), PythonBM25Index()
+    chunks = zipf_chunks(rng, vocabulary, 0, 1800)
+    rare = [StoredChunk(f"r{i}", 0, f"rare{i % 7} w0 w1 w{i % 50}", 4) for i in range(30)]
+    for index in (fast, reference):
+        index.add(chunks + rare)
+    queries = ["rare1 rare2 w0", "rare3 rare4 rare5 w0 w1", "rare6 w1 w2 w3", "rare0 w0"]
+    for step in range(4):
+        for query in queries:
+            for k in (3, 10, 40):
+                got = [(r.chunk.key, r.score) for r in fast.search(query, k, {})]
+                assert got == [(r.chunk.key, r.score) for r in reference.search(query, k, {})], (step, query, k)
+        gone = [f"r{rng.randrange(30)}" for _ in range(4)]
+        changed = [StoredChunk(f"r{rng.randrange(30)}", 0, f"rare{rng.randrange(7)} w0 w2", 3) for _ in range(3)]
+        for index in (fast, reference):
+            index.replace_documents(gone, changed)
