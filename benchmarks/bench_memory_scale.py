@@ -110,7 +110,7 @@ async def fill(store: VectorStore, vectors: Vectors, first: int = 0) -> float:
     started = time.perf_counter()
     for start in range(first, first + len(vectors), FILL_BATCH):
         part = vectors[start - first : start - first + FILL_BATCH]
-        name = f"d{start // FILL_BATCH}"
+        name = f"d{start}"  # unique whatever `first` is
         chunks = [StoredChunk(name, i, str(start + i), 64, {}) for i in range(len(part))]
         await store.replace_documents(BANK, [name], chunks, part)
     return time.perf_counter() - started
