@@ -95,7 +95,8 @@ async def test_a_vector_banks_index_searched_before_the_counter_read_is_searched
             searched.append(index.generation)
             return [scored.chunk.document_id for scored in index.search(query, 5, {})]
 
-        return await replica.search("bank", all_chunks, document_chunks, run)
+        found: list[str] = await replica.search("bank", all_chunks, document_chunks, run)
+        return found
 
     one, two = KeywordIndexes(kv, "vector"), KeywordIndexes(kv, "vector")
     try:
