@@ -18,9 +18,7 @@ async def get_provider_impl(config: PgVectorMemoryConfig, deps: Deps) -> MemoryE
     from ..common.engine import MemoryEngine
     from .store import PgVectorStore
 
-    store = await PgVectorStore.open(
-        config.dsn, config.table_prefix, config.hnsw, config.pool_max_size, config.connection_wait_s, config.index
-    )
+    store = await PgVectorStore.from_config(config)
     return MemoryEngine(store, deps.kvstore, deps[Api.inference], config, deps.outbound)
 
 

@@ -19,6 +19,13 @@ class PgVectorMemoryConfig(MemoryProviderConfig):
     hnsw: bool = Field(
         default=True, description="false: banks without their own `index` scan exactly (index.kind 'exact')"
     )
+    staging_max_rows: int = Field(
+        default=1000,
+        ge=0,
+        description="rows added to a bank that has its HNSW graph wait in a staging table, searched exactly, "
+        "until a background task merges them into the graph; past this many an insert waits for the merge "
+        "(0: every row goes into the graph within its insert)",
+    )
     pool_max_size: int = Field(default=10, ge=1)
     connection_wait_s: float = Field(
         default=1.5,

@@ -43,6 +43,7 @@ from llama_stack.distribution.store.postgres import describe_dsn
 
 from ..common.config import VectorIndexConfig
 from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, require_kind
+from .config import PgVectorMemoryConfig
 from .staging import BankTables, Merger, bank_tables, create_staging, delete_documents, staged_rows, union_of
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,18 @@ class PgVectorStore:
         self.graphs: dict[str, sql.Identifier] = {}  # the name of each open bank's HNSW index
         self.has_graph: set[str] = set()  # open banks whose HNSW index exists
         self.rows: dict[str, int] = {}  # row counts of open `auto` banks still without their graph
+
+    @classmethod
+    async def from_config(cls, config: PgVectorMemoryConfig) -> PgVectorStore:
+        return await cls.open(
+            config.dsn,
+            config.table_prefix,
+            config.hnsw,
+            config.pool_max_size,
+            config.connection_wait_s,
+            config.index,
+            config.staging_max_rows,
+        )
 
     @classmethod
     async def open(

@@ -19,7 +19,7 @@ import pytest
 
 from llama_stack.providers.memory.common.config import VectorIndexConfig
 from llama_stack.providers.memory.common.types import StoredChunk, Vectors, normalise
-from llama_stack.providers.memory.pgvector import staging
+from llama_stack.providers.memory.pgvector import PgVectorMemoryConfig, staging
 from llama_stack.providers.memory.pgvector.store import PgVectorStore
 
 DIMENSION = 32
@@ -248,6 +248,29 @@ async def test_without_staging_rows_go_into_the_graph_within_the_insert(postgres
         await write(store, "doc", vectors)
         assert await staged(store) == 0
         assert (await nearest(store, vectors[7], k=1)) == ["doc/7"]
+    finally:
+        await store.drop_bank(BANK)
+        await store.close()
+
+
+@pytest.mark.parametrize("staging_max_rows, staged_after_insert", [(1000, 100), (0, 0)])
+async def test_the_providers_config_sets_the_staging_limit(
+    postgres_dsn: str, prefix: str, staging_max_rows: int, staged_after_insert: int
+) -> None:
+    config = PgVectorMemoryConfig(
+        dsn=postgres_dsn,
+        table_prefix=prefix,
+        index=VectorIndexConfig(kind="hnsw"),
+        staging_max_rows=staging_max_rows,
+    )
+    store = await PgVectorStore.from_config(config)
+    await store.open_bank(BANK, DIMENSION)
+    try:
+        vectors = clustered(100)
+        async with MergeHeld(postgres_dsn, store):
+            await write(store, "doc", vectors)
+            assert await staged(store) == staged_after_insert
+            assert (await nearest(store, vectors[7], k=1)) == ["doc/7"]
     finally:
         await store.drop_bank(BANK)
         await store.close()
