@@ -62,7 +62,7 @@ class KeywordIndexes:
     def _lock(self, bank_id: str) -> asyncio.Lock:
         return self.locks.setdefault(bank_id, asyncio.Lock())
 
-    async def current(self, bank_id: str, all_chunks: AllChunks, document_chunks: DocumentChunks) -> BM25Index:
+    async def _current(self, bank_id: str, all_chunks: AllChunks, document_chunks: DocumentChunks) -> BM25Index:
         """The bank's index as of its latest committed write."""
         index = self.indexes.get(bank_id)
         if index is not None and index.generation == await self.store.counter(self._counter(bank_id)):
@@ -102,7 +102,7 @@ class KeywordIndexes:
             found = search(index)
             if await self.store.counter(self._counter(bank_id)) == generation and self.indexes.get(bank_id) is index:
                 return found
-        return search(await self.current(bank_id, all_chunks, document_chunks))
+        return search(await self._current(bank_id, all_chunks, document_chunks))
 
     async def _changed_documents(self, bank_id: str, since: int, until: int) -> list[str] | None:
         """The documents written in generations (since, until]; None unless every entry is there."""

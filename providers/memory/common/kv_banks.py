@@ -97,10 +97,12 @@ class KVBanks:
         await self.keyword_indexes.wrote(bank_id, replaced, [chunk for chunks in documents for chunk in chunks])
 
     async def keyword_search(self, bank_id: str, query: str, k: int, filters: Filters) -> list[ScoredChunk]:
-        index = await self.keyword_indexes.current(
-            bank_id, lambda: self._chunks(bank_id), lambda document_ids: self._document_chunks(bank_id, document_ids)
+        return await self.keyword_indexes.search(
+            bank_id,
+            lambda: self._chunks(bank_id),
+            lambda document_ids: self._document_chunks(bank_id, document_ids),
+            lambda index: index.search(query, k, filters),
         )
-        return index.search(query, k, filters)
 
     async def lookup(self, bank_id: str, key: str, filters: Filters) -> list[ScoredChunk]:
         raw = await self.store.get(_document_key(bank_id, key))

@@ -72,7 +72,7 @@ async def test_each_replica_sees_the_others_writes_by_catching_up_or_rebuilding(
 async def test_a_vector_banks_index_searched_before_the_counter_read_is_searched_again_when_stale(
     tmp_path: Path,
 ) -> None:
-    """KeywordIndexes.search (hybrid and keyword search over vector banks) searches the index it holds
+    """KeywordIndexes.search (every keyword and hybrid search, keyword banks too) searches the index it holds
     before reading the counter: that answer is used only when no write was counted since the
     index's generation; after another replica's write it catches up and searches again."""
     kv = await kvstore_from_config(SqliteKVStoreConfig(db_path=str(tmp_path / "shared-kv.db")))
