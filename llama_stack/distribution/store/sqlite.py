@@ -1,5 +1,9 @@
 """SQLite kvstore: one aiosqlite connection (its own thread), WAL journal, autocommit.
 
+Every statement is one hop to that thread: reads use `execute_fetchall`, as a cursor's execute,
+fetch and close would be three (~0.3 ms against ~0.1 ms here), and every keyword search reads a
+counter.
+
 Autocommit (isolation_level=None) makes every statement its own transaction, so tasks that share
 the connection never commit or roll back each other's writes. The key is a TEXT PRIMARY KEY of a
 WITHOUT ROWID table: the table is its own index on key, in BINARY (UTF-8 byte = code point) order.
@@ -69,9 +73,8 @@ class SqliteKVStore:
 
     async def get(self, key: str) -> str | None:
         query = "SELECT value FROM kvstore WHERE key = ?"
-        async with self._conn.execute(query, (self._prefix + key,)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else str(row[0])
+        rows = await self._conn.execute_fetchall(query, (self._prefix + key,))
+        return next((str(value) for (value,) in rows), None)
 
     async def set(self, key: str, value: str) -> None:
         await self._conn.execute(
@@ -85,11 +88,10 @@ class SqliteKVStore:
     async def values_in_range(self, start_key: str, end_key: str) -> list[str]:
         if start_key >= end_key:
             return []
-        async with self._conn.execute(
+        rows = await self._conn.execute_fetchall(
             "SELECT value FROM kvstore WHERE key >= ? AND key < ? ORDER BY key",
             (self._prefix + start_key, self._prefix + end_key),
-        ) as cur:
-            rows = await cur.fetchall()
+        )
         return [str(row[0]) for row in rows]
 
     async def keys_with_prefix(self, prefix: str) -> list[str]:
@@ -100,27 +102,24 @@ class SqliteKVStore:
             query, params = "SELECT key FROM kvstore WHERE key >= ? ORDER BY key", (full,)
         else:
             query, params = "SELECT key FROM kvstore WHERE key >= ? AND key < ? ORDER BY key", (full, upper)
-        async with self._conn.execute(query, params) as cur:
-            rows = await cur.fetchall()
+        rows = await self._conn.execute_fetchall(query, params)
         cut = len(self._prefix)
         return [str(row[0])[cut:] for row in rows]
 
     async def increment(self, key: str, by: int = 1, ttl_s: float | None = None) -> int:
         now = time.time()
         expires_at = None if ttl_s is None else now + ttl_s
-        async with self._conn.execute(_INCREMENT, (self._prefix + key, by, expires_at, now)) as cur:
-            row = await cur.fetchone()
+        rows = await self._conn.execute_fetchall(_INCREMENT, (self._prefix + key, by, expires_at, now))
         self._increments += 1
         if self._increments % PURGE_EVERY == 0:
             await self._conn.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
-        assert row is not None  # RETURNING always yields the row it wrote
-        return int(row[0])
+        (value,) = next(iter(rows))  # RETURNING always yields the row it wrote
+        return int(value)
 
     async def counter(self, key: str) -> int:
         query = "SELECT value FROM counters WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
-        async with self._conn.execute(query, (self._prefix + key, time.time())) as cur:
-            row = await cur.fetchone()
-        return 0 if row is None else int(row[0])
+        rows = await self._conn.execute_fetchall(query, (self._prefix + key, time.time()))
+        return next((int(value) for (value,) in rows), 0)
 
     async def close(self) -> None:
         if not self._closed:
