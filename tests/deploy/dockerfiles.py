@@ -5,6 +5,8 @@ builds whole contexts and images), and hadolint to lint it."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,20 @@ class Finding:
     level: str
     line: int
     message: str
+
+
+def users_package_settings() -> dict[str, str]:
+    """What a build run under a fresh HOME (as the tests run the CLI) needs to fetch wheels as
+    this user does: the user's wheel cache, kept between runs, and pip's settings (its index, its
+    find-links, which hold the CPU torch wheel here), from the environment and the user's pip.conf,
+    which pip would otherwise look for under the fresh HOME."""
+    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    settings = {name: value for name, value in os.environ.items() if name.startswith("PIP_")}
+    settings["XDG_CACHE_HOME"] = str(home / ".cache")
+    user_config = home / ".config" / "pip" / "pip.conf"
+    if "PIP_CONFIG_FILE" not in settings and user_config.is_file():
+        settings["PIP_CONFIG_FILE"] = str(user_config)
+    return settings
 
 
 def no_engine_path(tmp_path: Path) -> str:

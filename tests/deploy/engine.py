@@ -10,7 +10,6 @@ wheels did not change rebuilds nothing but the layer of this package's own wheel
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.deploy.dockerfiles import users_package_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"
@@ -92,8 +93,7 @@ def build_image(podman: Podman, context: Path, tag: str, *source: str) -> Image:
         env={
             **podman.env,
             "PATH": f"{Path(podman.binary).parent}{os.pathsep}{podman.env.get('PATH', '')}",
-            # The tests' HOME is a fresh folder; the wheel cache is the user's, kept between runs.
-            "XDG_CACHE_HOME": str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache"),
+            **users_package_settings(),  # the tests' HOME is a fresh folder
         },
         capture_output=True,
         text=True,

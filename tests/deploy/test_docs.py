@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -24,7 +23,7 @@ import httpx
 import pytest
 
 from scripts import gen_distribution_docs, gen_provider_docs
-from tests.deploy.dockerfiles import no_engine_path
+from tests.deploy.dockerfiles import no_engine_path, users_package_settings
 from tests.deploy.stack_files import DEPLOY, ROOT
 from tests.servers import free_port
 
@@ -105,8 +104,7 @@ def test_shell_example_runs(block: Block, tmp_path: Path) -> None:
         "PATH": os.pathsep.join([str(BIN), no_engine_path(tmp_path), "/usr/bin", "/bin"]),
         "HOME": str(home),
         "COLUMNS": "200",
-        # The container builds' wheel cache is the user's, kept between runs (HOME here is fresh).
-        "XDG_CACHE_HOME": str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache"),
+        **users_package_settings(),  # the container build fetches its wheels as the user does
     }
     completed = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block.code],

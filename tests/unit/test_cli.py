@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import re
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from llama_stack.cli import build as builder
 from llama_stack.cli.main import app
 from llama_stack.distribution.spec import load_build_spec
 from llama_stack.distribution.templates import get_template
+from tests.deploy.dockerfiles import users_package_settings
 
 WIDE = {"COLUMNS": "200"}  # rich tables would wrap long names at the default 80 columns
 
@@ -178,8 +177,7 @@ def test_container_build_writes_a_dockerfile_without_an_engine(
     out = tmp_path / "image"
     result = llama(
         "stack", "build", "--template", "together", "--image-type", "container", "--output-dir", str(out),
-        # HOME is a fresh folder in tests; the wheel cache is the user's, kept between runs.
-        env={**no_container_engine, "XDG_CACHE_HOME": str(Path(pwd.getpwuid(os.getuid()).pw_dir) / ".cache")},
+        env={**no_container_engine, **users_package_settings()},  # HOME is a fresh folder in tests
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "No container engine is available" in result.stdout
