@@ -43,7 +43,7 @@ from llama_stack.distribution.store.postgres import describe_dsn
 
 from ..common.config import VectorIndexConfig
 from ..common.types import Filters, ScoredChunk, StoredChunk, Vectors, require_kind
-from .config import PgVectorMemoryConfig
+from .config import DEFAULT_STAGING_MAX_ROWS, PgVectorMemoryConfig
 from .staging import BankTables, Merger, bank_tables, create_staging, delete_documents, staged_rows, union_of
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,6 @@ _COLUMNS = sql.SQL("id, document_id, chunk_index, content, token_count, metadata
 _EF_SEARCH_FLOOR = 48
 _EF_SEARCH_PER_RESULT = 4
 _EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
-# Staged rows past which an insert waits for the merge. Each search scans the staged rows exactly:
-# 0.5 / 1.0 / 2.0 ms for 500 / 1,000 / 2,000 rows of 384 dimensions here (EXPLAIN ANALYZE, load ~4),
-# so at 1,000 a burst of inserts adds at most ~1 ms to the HNSW query's ~4 at 100k chunks. A steady
-# stream of inserts slower than the merge (25-45 rows/s here) keeps only a batch or two staged.
-DEFAULT_STAGING_MAX_ROWS = 1000
 
 
 def ef_search_for(settings: VectorIndexConfig, k: int) -> int:
@@ -172,11 +167,11 @@ class PgVectorStore:
             return StoreUnavailable(f"pgvector ({self.address}) is unavailable: {action} failed: {reason}; retry later")
         return UpstreamError(f"pgvector ({self.address}): {action} failed: {error}")
 
-    def _table(self, bank_id: str) -> BankTables:
-        table = self.tables.get(bank_id)
-        if table is None:
+    def _tables(self, bank_id: str) -> BankTables:
+        tables = self.tables.get(bank_id)
+        if tables is None:
             raise ProviderError(f"pgvector bank '{bank_id}' is not open")
-        return table
+        return tables
 
     def choose_index(self, bank_id: str, index: VectorIndexConfig) -> None:
         require_kind("pgvector", index, ("auto", "exact", "hnsw"))
@@ -231,7 +226,7 @@ class PgVectorStore:
         wanted = settings.kind == "hnsw" or (settings.kind == "auto" and self.rows[bank_id] >= settings.auto_threshold)
         if not wanted or bank_id in self.has_graph:
             return
-        table, graph = self._table(bank_id).merged, self.graphs[bank_id]
+        table, graph = self._tables(bank_id).merged, self.graphs[bank_id]
         statement = sql.SQL(
             "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops) "
             "WITH (m = {}, ef_construction = {})"
@@ -311,7 +306,7 @@ class PgVectorStore:
     async def replace_documents(
         self, bank_id: str, document_ids: list[str], chunks: list[StoredChunk], vectors: Vectors
     ) -> None:
-        tables = self._table(bank_id)
+        tables = self._tables(bank_id)
         staging = self.staging_max_rows > 0 and bank_id in self.has_graph
         target = tables.staged if staging else tables.merged
         columns = "(document_id, chunk_index, content, token_count, metadata, embedding)"
@@ -357,7 +352,7 @@ class PgVectorStore:
         and of the staging table (a scan of the few rows not merged yet), in one statement. The
         index's settings are SET LOCAL in the query's own transaction, so a pooled connection never
         carries them to another bank's query."""
-        tables = self._table(bank_id)
+        tables = self._tables(bank_id)
         query_vector = np.ascontiguousarray(vector[0], np.float32)  # sent as a binary `vector` parameter
         where = sql.SQL("WHERE metadata @> %(filters)s::jsonb") if filters else sql.SQL("")
 
@@ -394,7 +389,7 @@ class PgVectorStore:
 
     async def _chunks(self, bank_id: str, where: sql.Composable, args: dict[str, Any]) -> list[StoredChunk]:
         """Rows of both tables in insertion order (ids come from one sequence)."""
-        tables = self._table(bank_id)
+        tables = self._tables(bank_id)
 
         def select(table: sql.Identifier) -> sql.Composable:
             return sql.SQL("SELECT {} FROM {} {}").format(_COLUMNS, table, where)
