@@ -7,9 +7,10 @@ costs nothing in proportion to the bank. Rows are appended in order, so every li
 
 A query without filters does not score every posting of its terms (BM25Index._best): the rarest
 terms' best rows set a floor, the commonest terms, whose whole weight stays under it, are looked up
-only for the few rows that can still reach the top k, and the other lists are read as cached
-per-posting factors (float32, one multiply a posting). Only the rows left are scored exactly. A
-query with filters scores every posting in one vectorised expression per term, summed per row
+one at a time only for the rows that can still reach the top k, and the other lists are read as
+cached per-posting factors (float32, one multiply a posting) and merged by row (posting_merge.py).
+Only the rows left are scored exactly. Every step works on sorted rows, so lookups read a list
+front to back rather than jumping around an array as long as the index. A query with filters scores every posting in one vectorised expression per term, summed per row
 with `np.bincount`, and walks the rows best first until k pass.
 
 Removing a chunk only marks its row dead (its postings stay until the next compaction, and the
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .posting_merge import PostingMerger
+from .posting_merge import Rows, merge_postings
 from .text_terms import terms
 from .types import Filters, ScoredChunk, StoredChunk, matches
 
@@ -58,20 +59,11 @@ class _Factors:
     high: float
 
 
-# A binary search for one row in a posting list costs about as much as this many postings read in
-# one pass (measured: ~80 ns against ~3 ns).
-_LOOKUP_COST = 24
-
-
 @dataclass(frozen=True)
 class _QueryTerm:
     term_id: int
     weight: float  # query frequency * idf, the reference's first product
     postings: int  # length of its posting list, dead rows included: the work of scoring it
-
-
-# Rows and a value for each (scores, partial scores).
-_Scored = tuple[NDArray[np.intp], NDArray[np.float64]]
 
 
 def _kth_largest(values: NDArray[np.float64], k: int) -> float:
@@ -99,7 +91,6 @@ class BM25Index:
         self.total_length = 0
         self.dead = 0
         self._factor_cache: dict[int, _Factors] = {}  # term id -> its postings' factors (_factors)
-        self._merger = PostingMerger()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -262,8 +253,9 @@ class BM25Index:
         holding none of the other terms cannot reach the top k. The other terms are scored over
         their whole lists. The k rows with the best partial scores are then scored in full, and
         the least of their scores is a higher floor: only rows whose partial score plus all that
-        the left-out terms could add reaches it stay in the running. Their scores are summed
-        again in query-term order, each contribution evaluated exactly as the reference does (the
+        the left-out terms could add reaches it stay in the running, and each left-out term
+        narrows them further (_narrow). The scores of the rows left are summed again in
+        query-term order, each contribution evaluated exactly as the reference does (the
         left-out terms looked up in their sorted lists), so scores and ties are the same floats as
         scoring every row.
 
@@ -279,10 +271,12 @@ class BM25Index:
             head += 1
         scored = [self._approximate(term) for term in pending[:head]]
         slack = max(bound for _, _, bound in scored)  # partial scores are within this factor of exact
-        rows, partial = self._merger.merge(self.alive, len(self.chunks), [(rows, parts) for rows, parts, _ in scored])
+        alive = self.alive if self.dead else None  # None: every row is live
+        rows, partial = merge_postings([(rows, parts) for rows, parts, _ in scored], alive)
         # A partial score over some of the terms is at most the full score: k rows at or above the
         # k-th best partial score bound the k-th best score from below.
-        floor = _kth_largest(partial, k) / slack if partial.size >= k else 0.0
+        kth = _kth_largest(partial, k) if partial.size >= k else 0.0
+        floor = kth / slack
         cut, left_out = len(pending), 0.0
         while cut > head and (left_out + pending[cut - 1].weight) * (self.k1 + 1) * (1 + _MARGIN) < floor:
             left_out += pending[cut - 1].weight
@@ -291,36 +285,71 @@ class BM25Index:
         scored = [self._approximate(term) for term in pending[head:cut]]
         if scored:
             slack = max(slack, *(bound for _, _, bound in scored))
-            rows, partial = self._merger.merge(
-                self.alive, len(self.chunks), [(rows, partial), *((rows, parts) for rows, parts, _ in scored)]
-            )
+            rows, partial = merge_postings([(rows, partial), *((rows, parts) for rows, parts, _ in scored)], alive)
+            kth = _kth_largest(partial, k) if partial.size >= k else 0.0
         del scored
         if rows.size > k:
             if rest == 0:  # every term scored: the k-th best partial score bounds the k-th score
-                floor = _kth_largest(partial, k) / slack
+                floor = kth / slack
             else:
-                floor = self._floor(query_terms, rows, partial, k)
-            rows = rows[partial * slack + rest >= floor]
+                floor = self._floor(query_terms, rows, partial, kth, k)
+            keep = partial * slack + rest >= floor
+            rows, partial = rows[keep], partial[keep]
+            if rows.size > k and cut < len(pending):
+                rows = self._narrow(rows, partial, pending[cut:], slack, floor, k)
         final = self._exact_scores(query_terms, rows)
         return self._ranked(rows, final, k)
 
-    def _approximate(self, term: _QueryTerm) -> tuple[NDArray[np.intp], NDArray[np.float64], float]:
+    def _narrow(
+        self,
+        rows: Rows,
+        partial: NDArray[np.float64],
+        left_out: list[_QueryTerm],
+        slack: float,
+        floor: float,
+        k: int,
+    ) -> Rows:
+        """The rows still in the running once the left-out terms are added to their partial
+        scores one at a time, rarest first (the largest bound first), each addition tightening what
+        the terms still left could add. The rows are sorted, so each lookup reads the term's list
+        front to back.
+
+        The common case this serves: the rarest term's few thousand rows, of which the exact
+        scores would look each up in lists of most of the index; after the first left-out term
+        only rows near the top remain."""
+        remaining = sum(term.weight for term in left_out)
+        for term in left_out:
+            term_rows, factors, drift = self._factors(term)
+            slack = max(slack, drift * (1 + _APPROXIMATION))
+            found = np.minimum(np.searchsorted(term_rows, rows), term_rows.size - 1)
+            holds = term_rows[found] == rows
+            partial[holds] += np.multiply(factors[found[holds]], term.weight, dtype=np.float64)
+            del term_rows, factors
+            remaining -= term.weight
+            rest = max(remaining, 0.0) * (self.k1 + 1) * (1 + _MARGIN)
+            floor = max(floor, _kth_largest(partial, k) / slack)
+            keep = partial * slack + rest >= floor
+            rows, partial = rows[keep], partial[keep]
+            if rows.size <= k:
+                break
+        return rows
+
+    def _approximate(self, term: _QueryTerm) -> tuple[Rows, NDArray[np.float64], float]:
         """The term's posting rows, their approximate contributions, and the approximation's
         bound (a factor >= 1 either way)."""
         rows, factors, drift = self._factors(term)
-        return rows.astype(np.intp), np.multiply(factors, term.weight, dtype=np.float64), drift * (1 + _APPROXIMATION)
+        return rows, np.multiply(factors, term.weight, dtype=np.float64), drift * (1 + _APPROXIMATION)
 
     def _floor(
-        self, query_terms: list[_QueryTerm], rows: NDArray[np.intp], partial: NDArray[np.float64], k: int
+        self, query_terms: list[_QueryTerm], rows: Rows, partial: NDArray[np.float64], kth: float, k: int
     ) -> float:
         """At most the k-th best score: the least exact score of the k rows with the best partial
-        scores (less a rounding margin)."""
+        scores (`kth` is the k-th best partial score), less a rounding margin."""
         # Not np.argpartition: it slows down a hundredfold on the long runs of equal scores that
         # equal-length chunks give. The k-th value is cheap to find, and ties at it are all alike.
-        kth = _kth_largest(partial, k)
         above = np.flatnonzero(partial > kth)
         level = np.flatnonzero(partial == kth)[: k - above.size]
-        leaders = rows[np.concatenate([above, level])]
+        leaders = np.sort(rows[np.concatenate([above, level])])
         return float(self._exact_scores(query_terms, leaders).min()) * (1 - _MARGIN)
 
     def _factors(self, term: _QueryTerm) -> tuple[NDArray[np.int32], NDArray[np.float32], float]:
@@ -356,30 +385,24 @@ class BM25Index:
         )
         return (tf * np.float32(k1 + 1) / norm).astype(np.float32, copy=False)
 
-    def _exact_scores(self, query_terms: list[_QueryTerm], rows: NDArray[np.intp]) -> NDArray[np.float64]:
-        """These rows' scores, summed in query-term order from contributions computed as the
-        reference computes them."""
-        needles = rows.astype(np.int32)  # the lists' own type: searching them then copies nothing
-        slots: NDArray[np.intp] | None = None
+    def _exact_scores(self, query_terms: list[_QueryTerm], rows: Rows) -> NDArray[np.float64]:
+        """These rows' (sorted) scores, summed in query-term order from contributions computed as
+        the reference computes them."""
         targets: list[NDArray[np.intp]] = []
         weights: list[NDArray[np.float64]] = []
         counts: list[NDArray[np.int32]] = []
         holders: list[NDArray[np.int32]] = []
         for term in query_terms:
             term_rows, term_counts = self._postings(term)
-            if rows.size * _LOOKUP_COST < term.postings:
-                # A binary search per row in the term's sorted list.
-                found = np.minimum(np.searchsorted(term_rows, needles), term_rows.size - 1)
-                holds = term_rows[found] == needles
+            # Both are sorted: the shorter is searched for in the longer, which is read front to back.
+            if rows.size < term.postings:
+                found = np.minimum(np.searchsorted(term_rows, rows), term_rows.size - 1)
+                holds = term_rows[found] == rows
                 where, slots_of = found[holds], np.flatnonzero(holds)
             else:
-                # Many rows: one pass over the list, reading each posting's slot among `rows`.
-                if slots is None:
-                    slots = np.full(len(self.chunks), -1, dtype=np.intp)
-                    slots[rows] = np.arange(rows.size)
-                posting_slots = slots[term_rows]
-                where = np.flatnonzero(posting_slots >= 0)
-                slots_of = posting_slots[where]
+                found = np.minimum(np.searchsorted(rows, term_rows), rows.size - 1)
+                where = np.flatnonzero(rows[found] == term_rows)
+                slots_of = found[where]
             targets.append(slots_of)
             weights.append(np.full(where.size, term.weight))
             counts.append(term_counts[where])
@@ -392,7 +415,7 @@ class BM25Index:
         scores = np.bincount(np.concatenate(targets), weights=contributions, minlength=rows.size)
         return scores.astype(np.float64, copy=False)
 
-    def _ranked(self, rows: NDArray[np.intp], scores: NDArray[np.float64], k: int) -> list[ScoredChunk]:
+    def _ranked(self, rows: Rows, scores: NDArray[np.float64], k: int) -> list[ScoredChunk]:
         """The best k by descending score, ties by chunk key; only rows at or above the k-th best
         score are sorted in Python."""
         if rows.size > k:

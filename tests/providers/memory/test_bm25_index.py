@@ -8,11 +8,13 @@ from __future__ import annotations
 import random
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from llama_stack.providers.memory.common import bm25
 from llama_stack.providers.memory.common.bm25 import BM25Index
 from llama_stack.providers.memory.common.bm25_python import PythonBM25Index
+from llama_stack.providers.memory.common.posting_merge import merge_postings
 from llama_stack.providers.memory.common.text_terms import terms
 from llama_stack.providers.memory.common.types import StoredChunk
 
@@ -114,7 +116,7 @@ def test_pruned_search_matches_the_reference_on_skewed_terms(
 
 
 def test_concurrent_searches_agree() -> None:
-    """Searches from several threads share the index's scratch array safely."""
+    """Searches from several threads at once give the answers one thread does."""
     rng = random.Random(3)
     vocabulary = [f"w{rank}" for rank in range(200)]
     index = BM25Index()
@@ -148,3 +150,28 @@ def test_rare_terms_held_by_fewer_than_k_chunks_set_the_floor_together() -> None
         changed = [StoredChunk(f"r{rng.randrange(30)}", 0, f"rare{rng.randrange(7)} w0 w2", 3) for _ in range(3)]
         for index in (fast, reference):
             index.replace_documents(gone, changed)
+
+
+def test_merged_postings_are_the_live_union_sorted_with_summed_values() -> None:
+    """posting_merge.merge_postings against a dict: lists of every length order, shared and
+    disjoint rows, dead rows dropped, the callers' arrays left as they were."""
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        size = int(rng.integers(1, 3000))
+        lists = []
+        for _ in range(int(rng.integers(1, 5))):
+            rows = np.sort(rng.choice(size, int(rng.integers(0, size + 1)), replace=False)).astype(np.int32)
+            lists.append((rows, rng.random(rows.size)))
+        alive = rng.random(size) < 0.8
+        before = [(rows.copy(), values.copy()) for rows, values in lists]
+        expected: dict[int, float] = {}
+        for rows, values in lists:
+            for row, value in zip(rows.tolist(), values.tolist(), strict=True):
+                expected[row] = expected.get(row, 0.0) + value
+        for mask in (alive, None):
+            rows, sums = merge_postings(lists, mask)
+            wanted = sorted(row for row in expected if mask is None or mask[row])
+            assert rows.tolist() == wanted
+            assert sums.tolist() == pytest.approx([expected[row] for row in wanted])
+        for (rows, values), (rows_before, values_before) in zip(lists, before, strict=True):
+            assert np.array_equal(rows, rows_before) and np.array_equal(values, values_before)
